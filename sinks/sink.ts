@@ -1,0 +1,125 @@
+/**
+ * The contract between shiplog's core and a sink. A sink translates records and talks to its backend;
+ * batching, the bounded queue, retries with backoff, dead letters and metrics live once in the core
+ * (src/sink-runner.ts), around every sink. Adding a sink = one file here + one line in sinks/index.ts.
+ */
+import type { LogSource } from '../src/entry.js';
+import type { OptionTable, ParsedOptions } from '../src/option-table.js';
+import type { Int64Parts } from '../src/time.js';
+import type { Logger } from 'pino';
+
+/** Per-container metadata, computed once at StartLogging and shared by every record of the stream. */
+export interface ContainerMeta {
+  readonly id: string;
+  /** Without dockerd's leading '/'. */
+  readonly name: string;
+  readonly imageName: string;
+  /** `sha256:<hex>`. */
+  readonly imageId: string;
+  /** The `tag` log-opt rendered (default `{{.ID}}`). */
+  readonly tag: string;
+  /** Extras selected by `labels`, `labels-regex`, `env`, `env-regex` (Docker's ExtraAttributes). */
+  readonly attrs: Readonly<Record<string, string>>;
+  /** All container labels. */
+  readonly labels: Readonly<Record<string, string>>;
+  /** The daemon host's name. */
+  readonly hostname: string;
+}
+
+/** One log line on its way to sinks: partial chunks already reassembled, metadata attached. */
+export interface LogRecord {
+  readonly container: ContainerMeta;
+  readonly source: LogSource;
+  /** dockerd's time_nano (of the line's first chunk), exact. */
+  readonly timeNano: Int64Parts;
+  /** The line without its trailing newline. Owned by the record (never a reused buffer). */
+  readonly line: Buffer;
+  /** True when reassembly was cut short (size cap, hold timeout, or the stream ended mid-line). */
+  readonly truncated: boolean;
+  /** Distinguishes records of one container and source that share a time_nano (0 almost always). */
+  readonly seq: number;
+}
+
+/** A failure the core should retry later (backend down, throttled, 5xx, timeout). */
+export class RetryableSinkError extends Error {
+  override readonly name = 'RetryableSinkError';
+}
+
+/** A failure retrying cannot fix (bad request, mapping error): the batch goes to dead letters. */
+export class FatalSinkError extends Error {
+  override readonly name = 'FatalSinkError';
+}
+
+export interface DeadLetter {
+  readonly record: LogRecord;
+  readonly reason: string;
+}
+
+/** What a sink reports for a batch it partly accepted. Records in neither list were delivered. */
+export interface WriteOutcome {
+  /** Records to send again later (e.g. per-item 429/5xx in a bulk response). */
+  readonly retry?: readonly LogRecord[];
+  /** Records the backend refused for good (e.g. per-item 400 mapping errors), with the reason. */
+  readonly deadLetters?: readonly DeadLetter[];
+}
+
+export interface Sink {
+  readonly name: string;
+  /**
+   * Resolves when the backend durably accepted the batch (or with the parts it did not);
+   * rejects with RetryableSinkError / FatalSinkError (any other error counts as retryable).
+   */
+  write(batch: readonly LogRecord[]): Promise<WriteOutcome | void>;
+  /** Flush what is buffered and release resources. */
+  close(): Promise<void>;
+}
+
+export interface BatchLimits {
+  readonly maxRecords: number;
+  readonly maxBytes: number;
+  /** A batch is sent at the latest this long after its first record arrived. */
+  readonly maxLatencyMs: number;
+  /** Batches in flight at once. */
+  readonly concurrency: number;
+  /** Retries before a batch is dead-lettered; Infinity = until delivered. */
+  readonly maxRetries: number;
+  readonly backoffMaxMs: number;
+}
+
+export interface SinkContext {
+  /** The first container that asked for this instance (instances are shared by equal `instanceKey`). */
+  readonly container: ContainerMeta;
+  readonly logger: Logger;
+  /** shiplog's state directory (store, spool, dead letters live below it). */
+  readonly stateDir: string;
+}
+
+export interface SinkDefinition<T extends OptionTable = OptionTable> {
+  readonly name: string;
+  /** The log-opts this sink owns, with defaults and docs (README's tables come from these). */
+  readonly options: T;
+  /** Setting any of these log-opts turns the sink on without naming it in `sinks`. */
+  readonly activatedBy?: readonly (keyof T & string)[];
+  /** Check option combinations that single-option parsing cannot (runs at StartLogging). */
+  validate?(opts: ParsedOptions<T>): void;
+  /** Containers whose options give the same key share one sink instance. */
+  instanceKey(opts: ParsedOptions<T>, container: ContainerMeta): string;
+  batchLimits(opts: ParsedOptions<T>): BatchLimits;
+  create(opts: ParsedOptions<T>, ctx: SinkContext): Sink;
+}
+
+/** Size of a record for batch accounting: the line plus a rough per-record envelope. */
+export function recordBytes(r: LogRecord): number {
+  return r.line.length + 256;
+}
+
+/**
+ * A stable id for a record: the same line re-sent after a retry or a restart gets the same id, so
+ * backends that support ids (Elasticsearch `_id` with op_type create) store it once.
+ * container id + source + time_nano + seq.
+ */
+export function recordId(r: LogRecord): string {
+  const hi = (r.timeNano.high >>> 0).toString(16).padStart(8, '0');
+  const lo = (r.timeNano.low >>> 0).toString(16).padStart(8, '0');
+  return `${r.container.id.slice(0, 32)}${r.source === 'stderr' ? 'e' : 'o'}${hi}${lo}${r.seq === 0 ? '' : `.${r.seq}`}`;
+}

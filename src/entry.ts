@@ -1,0 +1,60 @@
+/**
+ * LogEntry decode/encode with protobufjs' generated static code (src/generated, from proto/entry.proto).
+ */
+import protobuf from 'protobufjs/minimal.js';
+import { LogEntry } from './generated/entry.js';
+import type { Int64Parts } from './time.js';
+
+export type LogSource = 'stdout' | 'stderr';
+
+/** One decoded FIFO entry. `line` is a view into the frame's bytes, not a copy. */
+export interface DecodedEntry {
+  source: string;
+  timeNano: Int64Parts;
+  line: Uint8Array;
+  partial: boolean;
+  partialId: string;
+  partialOrdinal: number;
+  partialLast: boolean;
+}
+
+const ZERO_TIME: Int64Parts = Object.freeze({ low: 0, high: 0 });
+const EMPTY = new Uint8Array(0);
+
+/** Decodes one LogEntry message. Throws on malformed protobuf; the caller counts and skips. */
+export function decodeEntry(message: Uint8Array): DecodedEntry {
+  const e = LogEntry.decode(protobuf.Reader.create(message));
+  const meta = e.partialLogMetadata;
+  const t = e.timeNano;
+  return {
+    source: e.source,
+    timeNano: typeof t === 'number' ? { low: t >>> 0, high: Math.floor(t / 4294967296) } : (t ?? ZERO_TIME),
+    line: e.line ?? EMPTY,
+    partial: e.partial === true,
+    partialId: meta?.id ?? '',
+    partialOrdinal: meta?.ordinal ?? 0,
+    partialLast: meta?.last === true,
+  };
+}
+
+/** Encodes the fields dockerd's ReadLogs consumer uses (source, time_nano, line). */
+export function encodeEntry(source: string, timeNano: Int64Parts, line: Uint8Array): Uint8Array {
+  const w = protobuf.Writer.create();
+  if (source !== '') w.uint32(10).string(source);
+  if (timeNano.low !== 0 || timeNano.high !== 0) w.uint32(16).int64(asLong(timeNano));
+  if (line.length > 0) w.uint32(26).bytes(line);
+  return w.finish();
+}
+
+/** protobufjs' writer reads only `low`/`high` of a Long (LongBits.from), which Int64Parts has. */
+function asLong(t: Int64Parts): protobuf.Long {
+  return { low: t.low | 0, high: t.high | 0, unsigned: false } as protobuf.Long;
+}
+
+/** `[uint32 BE length][message]`, the framing of the FIFO and of ReadLogs responses. */
+export function frame(message: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(4 + message.length);
+  out.writeUInt32BE(message.length, 0);
+  out.set(message, 4);
+  return out;
+}

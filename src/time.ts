@@ -1,0 +1,75 @@
+/**
+ * Nanosecond timestamps. dockerd stamps entries with int64 nanoseconds since the epoch (~1.7e18),
+ * beyond 2^53, so a JS number cannot hold them. On the hot path a timestamp stays as the two
+ * uint32 halves protobufjs decodes (`Int64Parts`); bigint is used where exact comparison matters.
+ */
+
+/** The two 32-bit halves of a non-negative int64, as protobufjs' Long carries them. */
+export interface Int64Parts {
+  readonly low: number;
+  readonly high: number;
+}
+
+const TWO_32 = 4294967296;
+const NS_PER_S = 1_000_000_000;
+/** (2^32 mod 1e9) and (2^48 mod 1e9): let us reduce high*2^32 mod 1e9 without leaving exact doubles. */
+const TWO_32_MOD_1E9 = TWO_32 % NS_PER_S; // 294967296
+const TWO_48_MOD_1E9 = Number((1n << 48n) % 1_000_000_000n);
+
+export function partsToBigInt(t: Int64Parts): bigint {
+  return (BigInt(t.high >>> 0) << 32n) | BigInt(t.low >>> 0);
+}
+
+export function bigIntToParts(ns: bigint): Int64Parts {
+  return { low: Number(ns & 0xffffffffn) | 0, high: Number((ns >> 32n) & 0xffffffffn) | 0 };
+}
+
+/** Splits an int64 into whole seconds and the nanoseconds within that second, exactly, with no bigint. */
+export function splitSeconds(t: Int64Parts): { seconds: number; nanos: number } {
+  const high = t.high >>> 0;
+  const low = t.low >>> 0;
+  const hi16 = Math.floor(high / 65536);
+  const lo16 = high % 65536;
+  const nanos = ((hi16 * TWO_48_MOD_1E9) % NS_PER_S + (lo16 * TWO_32_MOD_1E9) % NS_PER_S + low) % NS_PER_S;
+  // (exact - nanos) is a multiple of 1e9; the double approximation is off by < 1e9/2, so rounding is exact.
+  const seconds = Math.round((high * TWO_32 + low - nanos) / NS_PER_S);
+  return { seconds, nanos };
+}
+
+let cachedSecond = Number.NaN;
+let cachedPrefix = '';
+
+/** RFC 3339 with nine fractional digits, UTC (`2026-11-24T18:29:56.123456789Z`), as Go's RFC3339Nano pads it. */
+export function formatRfc3339Nano(t: Int64Parts): string {
+  const { seconds, nanos } = splitSeconds(t);
+  if (seconds !== cachedSecond) {
+    cachedSecond = seconds;
+    cachedPrefix = new Date(seconds * 1000).toISOString().slice(0, 19);
+  }
+  const frac = String(nanos);
+  return `${cachedPrefix}.${'000000000'.slice(frac.length)}${frac}Z`;
+}
+
+export function formatRfc3339NanoBigInt(ns: bigint): string {
+  return formatRfc3339Nano(bigIntToParts(ns));
+}
+
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$/;
+
+/**
+ * Parses a Go RFC 3339 time (what dockerd sends for ReadLogs Since/Until) to nanoseconds since the
+ * epoch. Go's zero time `0001-01-01T00:00:00Z` means "unset" and yields undefined.
+ */
+export function parseRfc3339Nano(text: string): bigint | undefined {
+  const m = RFC3339.exec(text);
+  if (!m) throw new Error(`not an RFC 3339 time: ${JSON.stringify(text)}`);
+  const [, y, mo, d, h, mi, s, frac, , sign, oh, om] = m;
+  if (y === '0001' && mo === '01' && d === '01' && h === '00' && mi === '00' && s === '00' && !frac) return undefined;
+  const ms = Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s));
+  let ns = BigInt(ms) * 1_000_000n + BigInt((frac ?? '').padEnd(9, '0') || '0');
+  if (sign) {
+    const offsetMinutes = BigInt(Number(oh) * 60 + Number(om));
+    ns += (sign === '+' ? -1n : 1n) * offsetMinutes * 60n * 1_000_000_000n;
+  }
+  return ns;
+}
