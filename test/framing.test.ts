@@ -1,0 +1,91 @@
+import { describe, expect, it } from 'vitest';
+import { encodeEntry, frame } from '../src/entry.js';
+import { FrameSplitter } from '../src/framing.js';
+import { bigIntToParts } from '../src/time.js';
+
+function recordedStream(): { bytes: Buffer; messages: Buffer[] } {
+  const messages: Buffer[] = [];
+  const lines = ['line1', '', 'x'.repeat(300), 'ünïcødé', 'y'.repeat(5000), 'z'];
+  lines.forEach((l, i) => messages.push(Buffer.from(encodeEntry(i % 2 ? 'stderr' : 'stdout', bigIntToParts(1795452233042059423n + BigInt(i)), Buffer.from(l)))));
+  // A zero-length frame is a valid (all-default) LogEntry.
+  messages.push(Buffer.alloc(0));
+  return { bytes: Buffer.concat(messages.map(frame)), messages };
+}
+
+// Compared as one string: deep-equality of thousands of Buffers is slow.
+const hex = (bufs: Buffer[]) => bufs.map((b) => b.toString('hex')).join('|');
+
+function split(chunks: Buffer[], max?: number) {
+  const got: Buffer[] = [];
+  const framed: Buffer[] = [];
+  const oversize: number[] = [];
+  const s = new FrameSplitter({
+    onFrame: (m, f) => { got.push(Buffer.from(m)); framed.push(Buffer.from(f)); },
+    onOversize: (n) => oversize.push(n),
+  }, max);
+  for (const c of chunks) s.push(c);
+  return { got, framed, oversize, s };
+}
+
+describe('FrameSplitter', () => {
+  const { bytes, messages } = recordedStream();
+
+  it('yields every frame for every single split point of a recorded stream', () => {
+    const want = hex(messages);
+    const failures: number[] = [];
+    for (let cut = 0; cut <= bytes.length; cut++) {
+      const { got, s } = split([bytes.subarray(0, cut), bytes.subarray(cut)]);
+      if (hex(got) !== want || !s.atBoundary) failures.push(cut);
+    }
+    expect(failures).toEqual([]);
+  });
+
+  it('yields every frame when fed one byte at a time and in random chunk sizes', () => {
+    expect(hex(split([...bytes].map((b) => Buffer.from([b]))).got)).toBe(hex(messages));
+    let seed = 7;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % 97) + 1;
+    for (let round = 0; round < 50; round++) {
+      const chunks: Buffer[] = [];
+      for (let p = 0; p < bytes.length;) { const n = rnd(); chunks.push(bytes.subarray(p, p + n)); p += n; }
+      expect(hex(split(chunks).got)).toBe(hex(messages));
+    }
+  });
+
+  it('hands out frames that fit in a chunk as views, without copying', () => {
+    const views: Buffer[] = [];
+    const s = new FrameSplitter({ onFrame: (_m, f) => views.push(f), onOversize: () => undefined });
+    s.push(bytes);
+    expect(views.every((v) => v.buffer === bytes.buffer)).toBe(true);
+  });
+
+  it('passes the framed bytes (with the length prefix) alongside the message', () => {
+    const { framed } = split([bytes.subarray(0, 10), bytes.subarray(10)]);
+    expect(Buffer.concat(framed).equals(bytes)).toBe(true);
+  });
+
+  it('reports an oversize frame, skips exactly its bytes and goes on', () => {
+    const big = Buffer.alloc(2000, 1);
+    const head = Buffer.alloc(4); head.writeUInt32BE(big.length);
+    const stream = Buffer.concat([frame(messages[0] as Buffer), head, big, frame(messages[2] as Buffer)]);
+    for (const cut of [2, 6, 100, 2004, stream.length - 3]) {
+      const { got, oversize, s } = split([stream.subarray(0, cut), stream.subarray(cut)], 1000);
+      expect(oversize).toEqual([2000]);
+      expect(got).toEqual([messages[0], messages[2]]);
+      expect(s.atBoundary).toBe(true);
+    }
+  });
+
+  it('does not buffer a huge declared length: memory stays flat while skipping', () => {
+    const head = Buffer.alloc(4); head.writeUInt32BE(0xfffffff0);
+    const { oversize, s } = split([head, Buffer.alloc(65536)]);
+    expect(oversize).toEqual([0xfffffff0]);
+    expect(s.bufferedBytes).toBe(0);
+    expect(s.atBoundary).toBe(false);
+  });
+
+  it('reports a stream that stops mid-frame', () => {
+    const { s } = split([bytes.subarray(0, bytes.length - 1)]);
+    expect(s.atBoundary).toBe(false);
+    expect(s.bufferedBytes).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,35 @@
+import { describe, expect, it } from 'vitest';
+import { bigIntToParts, formatRfc3339Nano, parseRfc3339Nano, partsToBigInt, splitSeconds } from '../src/time.js';
+
+describe('nanosecond time', () => {
+  it('splits int64 ns into seconds and nanos exactly, matching bigint arithmetic', () => {
+    let seed = 42n;
+    for (let i = 0; i < 20000; i++) {
+      seed = (seed * 6364136223846793005n + 1442695040888963407n) & 0xffffffffffffffffn;
+      const ns = seed % 4_000_000_000_000_000_000n; // up to year ~2096
+      const { seconds, nanos } = splitSeconds(bigIntToParts(ns));
+      expect(BigInt(seconds) * 1_000_000_000n + BigInt(nanos)).toBe(ns);
+      expect(nanos).toBeGreaterThanOrEqual(0);
+      expect(nanos).toBeLessThan(1e9);
+    }
+  });
+
+  it('formats RFC 3339 with nine fractional digits', () => {
+    expect(formatRfc3339Nano(bigIntToParts(1795452233042059423n))).toBe('2026-11-23T16:43:53.042059423Z');
+    expect(formatRfc3339Nano(bigIntToParts(1795452233000000001n))).toBe('2026-11-23T16:43:53.000000001Z');
+    expect(formatRfc3339Nano(bigIntToParts(0n))).toBe('1970-01-01T00:00:00.000000000Z');
+  });
+
+  it('parses Go RFC 3339 times with offsets and fractions to exact ns; zero time is unset', () => {
+    expect(parseRfc3339Nano('2026-11-23T16:43:53.042059423Z')).toBe(1795452233042059423n);
+    expect(parseRfc3339Nano('2026-11-23T18:43:53.5+02:00')).toBe(1795452233500000000n);
+    expect(parseRfc3339Nano('2020-01-02T03:04:05Z')).toBe(1577934245000000000n);
+    expect(parseRfc3339Nano('0001-01-01T00:00:00Z')).toBeUndefined();
+    expect(() => parseRfc3339Nano('yesterday')).toThrow(/RFC 3339/);
+  });
+
+  it('round-trips parts and bigint', () => {
+    const ns = 0xfedcba9876543210n & 0x7fffffffffffffffn;
+    expect(partsToBigInt(bigIntToParts(ns))).toBe(ns);
+  });
+});
