@@ -1,0 +1,148 @@
+/**
+ * One FIFO handed over by StartLogging, read until EOF: frames → LogEntry → local store (as received)
+ * and → partial reassembly → records → every sink runner of the container. The reader never waits:
+ * store writes are one synchronous write per FIFO chunk, and sink runners only queue.
+ */
+import type net from 'node:net';
+import type { Logger } from 'pino';
+import type { ContainerMeta, LogRecord } from '../sinks/sink.js';
+import { type DecodedEntry, decodeEntry, type LogSource } from './entry.js';
+import { openFifo } from './fifo.js';
+import { FrameSplitter, type FrameSink } from './framing.js';
+import { type AssembledLine, PartialReassembler, type ReassemblyLimits } from './pipeline/partials.js';
+import type { SinkRunner } from './sink-runner.js';
+import type { ContainerLogWriter } from './store/store.js';
+
+export interface LogStreamStats {
+  bytes: number;
+  entries: number;
+  records: number;
+  skipped: { corrupt: number; oversize: number; badSource: number; truncatedAtEof: number };
+}
+
+export interface LogStreamParts {
+  readonly file: string;
+  readonly container: ContainerMeta;
+  readonly store: ContainerLogWriter;
+  readonly runners: readonly SinkRunner[];
+  readonly reassembly: ReassemblyLimits;
+  readonly logger: Logger;
+}
+
+export class LogStream implements FrameSink {
+  readonly stats: LogStreamStats = { bytes: 0, entries: 0, records: 0, skipped: { corrupt: 0, oversize: 0, badSource: 0, truncatedAtEof: 0 } };
+  /** StopLogging arrived: EOF is expected soon. */
+  stopping = false;
+  /** Resolves once the stream has ended and everything it read is in the store and handed to sinks. */
+  readonly ended: Promise<void>;
+  private resolveEnded!: () => void;
+  private socket: net.Socket | undefined;
+  private readonly splitter = new FrameSplitter(this);
+  private readonly reassembler: PartialReassembler;
+  private finished = false;
+  private warnedCorrupt = false;
+  /** Per source: the time_nano of the last record and how many records shared it (idempotent ids). */
+  private readonly lastTime = { stdout: { low: -1, high: -1, seq: 0 }, stderr: { low: -1, high: -1, seq: 0 } };
+
+  constructor(private readonly parts: LogStreamParts) {
+    this.ended = new Promise((resolve) => { this.resolveEnded = resolve; });
+    this.reassembler = new PartialReassembler(parts.reassembly, (line) => this.emit(line));
+  }
+
+  get file(): string {
+    return this.parts.file;
+  }
+
+  get container(): ContainerMeta {
+    return this.parts.container;
+  }
+
+  async open(): Promise<void> {
+    const socket = await openFifo(this.parts.file);
+    this.socket = socket;
+    socket.on('data', (chunk: Buffer) => this.onChunk(chunk));
+    socket.on('end', () => this.finish('eof'));
+    socket.on('error', (err) => {
+      this.parts.logger.error({ err, file: this.parts.file }, 'FIFO read failed; ending the stream');
+      this.finish('error');
+    });
+  }
+
+  /** Stop reading now (shutdown). What was read is processed; unread bytes stay in the pipe for the next reader. */
+  close(): void {
+    this.socket?.pause();
+    this.finish('shutdown');
+  }
+
+  onFrame(message: Buffer, framed: Buffer): void {
+    let entry: DecodedEntry;
+    try {
+      entry = decodeEntry(message);
+    } catch (err) {
+      this.stats.skipped.corrupt++;
+      if (!this.warnedCorrupt) {
+        this.warnedCorrupt = true;
+        this.parts.logger.warn({ container: this.parts.container.id, bytes: message.length, err: (err as Error).message }, 'corrupt frame skipped (further ones on this stream are only counted)');
+      }
+      return;
+    }
+    this.stats.entries++;
+    this.parts.store.add(framed, entry.timeNano);
+    this.reassembler.push(entry);
+  }
+
+  onOversize(declaredLength: number): void {
+    this.stats.skipped.oversize++;
+    if (!this.warnedCorrupt) {
+      this.warnedCorrupt = true;
+      this.parts.logger.warn({ container: this.parts.container.id, declaredLength }, 'frame longer than any dockerd entry skipped (further ones on this stream are only counted)');
+    }
+  }
+
+  private onChunk(chunk: Buffer): void {
+    this.stats.bytes += chunk.length;
+    this.splitter.push(chunk);
+    this.parts.store.flush();
+  }
+
+  private emit(line: AssembledLine): void {
+    const source = line.source;
+    if (source !== 'stdout' && source !== 'stderr') {
+      this.stats.skipped.badSource++;
+      return;
+    }
+    const last = this.lastTime[source];
+    if (last.low === line.timeNano.low && last.high === line.timeNano.high) {
+      last.seq++;
+    } else {
+      last.low = line.timeNano.low;
+      last.high = line.timeNano.high;
+      last.seq = 0;
+    }
+    const record: LogRecord = {
+      container: this.parts.container,
+      source: source satisfies LogSource,
+      timeNano: line.timeNano,
+      line: line.line,
+      truncated: line.truncated,
+      seq: last.seq,
+    };
+    this.stats.records++;
+    for (const runner of this.parts.runners) runner.push(record);
+  }
+
+  private finish(why: 'eof' | 'error' | 'shutdown'): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (!this.splitter.atBoundary) {
+      this.stats.skipped.truncatedAtEof++;
+      this.parts.logger.warn({ container: this.parts.container.id, bytes: this.splitter.bufferedBytes, why }, 'stream ended inside a frame; the partial frame is dropped');
+    }
+    this.reassembler.flushAll();
+    this.parts.store.flush();
+    this.socket?.destroy();
+    for (const runner of this.parts.runners) runner.flush();
+    this.parts.logger.debug({ container: this.parts.container.id, file: this.parts.file, why, ...this.stats }, 'stream ended');
+    this.resolveEnded();
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * shiplog's entry point: read settings, open the local store, listen on the plugin socket, and shut
+ * down gracefully on SIGTERM/SIGINT (stop taking calls, stop reading FIFOs — unread bytes stay in the
+ * pipes — hand what was read to store and sinks, let sinks deliver within shutdown-timeout, exit 0).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import pino from 'pino';
+import { Driver } from './driver.js';
+import { buildServer } from './server.js';
+import { readSettings } from './settings.js';
+import { SinkPool } from './sink-pool.js';
+import { LogStore } from './store/store.js';
+
+async function main(): Promise<void> {
+  const settings = readSettings(process.env);
+  // stdout, not stderr: dockerd logs a managed plugin's stderr at error level.
+  const logger = pino({ level: settings['log-level'], base: { name: 'shiplog' } });
+
+  const stateDir = settings['state-dir'];
+  await fs.promises.mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const store = new LogStore({ root: path.join(stateDir, 'containers'), budgetBytes: settings['store-budget'], logger: logger.child({ part: 'store' }) });
+  await store.init();
+  const sinks = new SinkPool(stateDir, logger, settings['sink-queue-size'], settings['shutdown-timeout']);
+  const driver = new Driver({ settings, env: process.env, store, sinks, logger });
+  const app = buildServer(driver, logger);
+
+  const socket = settings.socket;
+  await fs.promises.mkdir(path.dirname(socket), { recursive: true });
+  await fs.promises.rm(socket, { force: true }); // a stale socket file makes listen fail with EADDRINUSE
+  await app.listen({ path: socket });
+  await fs.promises.chmod(socket, 0o600);
+  logger.info({ socket, stateDir }, 'shiplog listening');
+
+  let stopping = false;
+  const shutdown = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    const closing = app.close();
+    await driver.shutdown();
+    await sinks.closeAll(settings['shutdown-timeout']);
+    await store.close();
+    await closing;
+    logger.info('shut down cleanly');
+    logger.flush();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  // Before the logger exists (bad settings) or when start-up fails: say why and exit non-zero.
+  process.stdout.write(`${JSON.stringify({ level: 60, msg: 'shiplog failed to start', err: err instanceof Error ? err.message : String(err) })}\n`);
+  process.exit(1);
+});

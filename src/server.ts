@@ -1,0 +1,130 @@
+/**
+ * The plugin HTTP API dockerd speaks over a unix socket (protocol.md §1–2): a thin layer over the
+ * Driver. dockerd sends no Content-Type and sometimes an empty body, so one catch-all parser takes
+ * JSON from any request; every answer is JSON with `Err` ("" on success).
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
+import type { Logger } from 'pino';
+import type { ContainerInfo } from './container-info.js';
+import { type Driver, DriverError, type ReadConfig } from './driver.js';
+import type { ReadRequest } from './store/store.js';
+
+const infoSchema = {
+  type: 'object',
+  properties: {
+    Config: { type: ['object', 'null'], additionalProperties: { type: 'string' } },
+    ContainerID: { type: 'string' },
+    ContainerName: { type: 'string' },
+    ContainerEntrypoint: { type: 'string' },
+    ContainerArgs: { type: ['array', 'null'], items: { type: 'string' } },
+    ContainerImageID: { type: 'string' },
+    ContainerImageName: { type: 'string' },
+    ContainerCreated: { type: 'string' },
+    ContainerEnv: { type: ['array', 'null'], items: { type: 'string' } },
+    ContainerLabels: { type: ['object', 'null'], additionalProperties: { type: 'string' } },
+    LogPath: { type: 'string' },
+    DaemonName: { type: 'string' },
+  },
+  required: ['ContainerID'],
+} as const;
+
+const startSchema = {
+  type: 'object', properties: { File: { type: 'string', minLength: 1 }, Info: infoSchema }, required: ['File', 'Info'],
+} as const;
+const stopSchema = { type: 'object', properties: { File: { type: 'string', minLength: 1 } }, required: ['File'] } as const;
+const readSchema = {
+  type: 'object',
+  properties: {
+    Info: infoSchema,
+    Config: {
+      type: 'object',
+      properties: { Since: { type: 'string' }, Until: { type: 'string' }, Tail: { type: 'integer' }, Follow: { type: 'boolean' } },
+    },
+  },
+  required: ['Info', 'Config'],
+} as const;
+
+interface StartBody { File: string; Info: Partial<ContainerInfo> }
+interface StopBody { File: string }
+interface ReadBody { Info: Partial<ContainerInfo>; Config: ReadConfig }
+
+const OK = { Err: '' };
+
+export function buildServer(driver: Driver, logger: Logger): FastifyInstance {
+  const app = Fastify({ loggerInstance: logger.child({ part: 'api' }) as FastifyBaseLogger, disableRequestLogging: true, bodyLimit: 4 * 1024 * 1024, return503OnClosing: true });
+
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(text) as unknown);
+    } catch (err) {
+      done(new BadRequest(`request body is not JSON: ${(err as Error).message}`), undefined);
+    }
+  });
+
+  app.setErrorHandler((err: Error & { statusCode?: number; validation?: unknown }, req, reply) => {
+    const status = err.validation !== undefined || err instanceof BadRequest ? 400 : err.statusCode ?? 500;
+    if (status >= 500) req.log.error({ err, url: req.url }, 'plugin call failed');
+    void reply.code(status).send({ Err: `${req.url.replace(/^\//, '')}: ${err.message}` });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send({ Err: `shiplog does not implement ${req.method} ${req.url}` });
+  });
+
+  app.post('/Plugin.Activate', async () => ({ Implements: ['LogDriver'] }));
+  app.post('/LogDriver.Capabilities', async () => ({ Cap: { ReadLogs: true } }));
+
+  app.post<{ Body: StartBody }>('/LogDriver.StartLogging', { schema: { body: startSchema } }, async (req) => {
+    try {
+      await driver.startLogging(req.body.File, req.body.Info);
+      return OK;
+    } catch (err) {
+      if (err instanceof DriverError) {
+        req.log.warn({ file: req.body.File, err: err.message }, 'StartLogging refused');
+        return { Err: err.message };
+      }
+      throw err;
+    }
+  });
+
+  app.post<{ Body: StopBody }>('/LogDriver.StopLogging', { schema: { body: stopSchema } }, async (req) => {
+    driver.stopLogging(req.body.File);
+    return OK;
+  });
+
+  app.post<{ Body: ReadBody }>('/LogDriver.ReadLogs', { schema: { body: readSchema } }, async (req, reply) => {
+    let read;
+    try {
+      read = driver.parseReadRequest(req.body.Info, req.body.Config);
+    } catch (err) {
+      if (err instanceof DriverError) return reply.code(400).send({ Err: err.message });
+      throw err;
+    }
+    await streamLogs(driver, read.containerId, read.request, reply);
+    return reply;
+  });
+
+  return app;
+}
+
+/** ReadLogs answers with a stream of frames, so errors before the first byte are JSON with a non-200 status. */
+async function streamLogs(driver: Driver, containerId: string, request: ReadRequest, reply: FastifyReply): Promise<void> {
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(200, { 'Content-Type': 'application/x-protobuf' });
+  try {
+    await driver.readLogs(containerId, request, res);
+  } catch (err) {
+    reply.log.error({ err }, 'ReadLogs failed');
+    // Headers are gone: end the body mid-stream so dockerd reports an error instead of a clean end.
+    res.destroy(err instanceof Error ? err : new Error(String(err)));
+    return;
+  }
+  res.end();
+}
+
+class BadRequest extends Error {
+  readonly statusCode = 400;
+}

@@ -1,0 +1,23 @@
+/**
+ * Plugin-wide settings, read once from the environment (config.json `env`, changed with
+ * `docker plugin set`; or the shell for a plain process). Per-container log-opt defaults are also
+ * taken from the environment (option `max-size` ← `MAX_SIZE`, see option-table.ts); this table is
+ * only what is not per container. Precedence: built-in default < environment < per-container log-opt.
+ */
+import { opt, parseTable, type ParsedOptions } from './option-table.js';
+
+export const settingsTable = {
+  'log-level': opt.oneOf('info', "shiplog's own log level (its logs go to stdout, which dockerd relays into its log)", ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
+  'socket': opt.string('/run/docker/plugins/shiplog.sock', 'Unix socket dockerd dials. The file name is the driver name for a plain process (shiplog.sock → --log-driver shiplog)'),
+  'state-dir': opt.string('/var/lib/shiplog', 'Where the local store (docker logs), journal, spool and dead letters live'),
+  'store-budget': opt.size('1g', 'Total size of the local store across containers; past it the oldest files of stopped containers go first'),
+  'sink-queue-size': opt.size('64m', 'Bytes of records waiting in memory per sink instance; past it records are dropped and counted'),
+  'shutdown-timeout': opt.duration('10s', 'On SIGTERM, how long to wait for sinks to deliver what they hold'),
+  'hostname': opt.string('', "Host name put on records ({{.Hostname}}, host.name); empty = this machine's"),
+} as const;
+
+export type Settings = ParsedOptions<typeof settingsTable>;
+
+export function readSettings(env: Readonly<Record<string, string | undefined>>): Settings {
+  return parseTable(settingsTable, {}, env);
+}
