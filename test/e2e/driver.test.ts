@@ -1,0 +1,170 @@
+/**
+ * The driver end to end on a real dockerd: `docker run --log-driver`, the file sink, and `docker logs`
+ * with its flags, served by shiplog's ReadLogs.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type DriverProcess, IMAGE, docker, dockerOk, readFileSink, startDriver, uniqueName, waitFor, waitForFileSink } from './harness.js';
+
+let driver: DriverProcess;
+const LD = ['--log-driver', 'shiplog-e2e'];
+
+beforeAll(async () => {
+  driver = await startDriver();
+});
+
+afterAll(async () => {
+  const code = await driver.stop();
+  expect(code).toBe(0);
+});
+
+/** Runs a container to completion with shiplog and returns its name. */
+async function runToEnd(script: string, extra: string[] = []): Promise<string> {
+  const name = uniqueName('c');
+  await dockerOk(['run', '--name', name, ...LD, ...extra, IMAGE, 'sh', '-c', script]);
+  return name;
+}
+
+describe('docker run --log-driver shiplog', () => {
+  it('ships stdout and stderr lines to the file sink in order, with container fields', async () => {
+    const name = await runToEnd('for i in 1 2 3; do echo out$i; echo err$i >&2; done', ['--label', 'team=core', '--log-opt', 'labels=team', '--log-opt', 'tag={{.Name}}/{{.ID}}']);
+    const lines = await waitForFileSink(driver, name, 6);
+    const inspect = JSON.parse((await dockerOk(['inspect', name])).stdout)[0] as { Id: string; Image: string };
+    expect(lines.filter((l) => l.source === 'stdout').map((l) => l.message)).toEqual(['out1', 'out2', 'out3']);
+    expect(lines.filter((l) => l.source === 'stderr').map((l) => l.message)).toEqual(['err1', 'err2', 'err3']);
+    for (const l of lines) {
+      expect(l.container_id).toBe(inspect.Id);
+      expect(l.container_name).toBe(name);
+      expect(l.image_name).toBe(IMAGE);
+      expect(l.image_id).toBe(inspect.Image);
+      expect(l.tag).toBe(`${name}/${inspect.Id.slice(0, 12)}`);
+      expect(l.attrs).toEqual({ team: 'core' });
+      expect(l.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/);
+    }
+  });
+
+  it('serves docker logs byte for byte, stdout and stderr on their own streams', async () => {
+    const name = await runToEnd('printf "a\\nb\\n"; printf "e1\\n" >&2; printf "c\\r\\n"; printf "tab\\tend\\n"; printf "noeol"');
+    const r = await dockerOk(['logs', name]);
+    expect(r.stdout).toBe('a\nb\nc\r\ntab\tend\nnoeol');
+    expect(r.stderr).toBe('e1\n');
+  });
+
+  it('keeps a 100 KiB line whole: one record in the file sink, intact in docker logs', async () => {
+    const name = await runToEnd("head -c 102400 /dev/zero | tr '\\0' x; echo; echo after");
+    const lines = await waitForFileSink(driver, name, 2);
+    expect(lines).toHaveLength(2);
+    expect(lines[0]?.message).toBe('x'.repeat(102400));
+    expect(lines[0]?.truncated).toBeUndefined();
+    expect(lines[1]?.message).toBe('after');
+    const r = await dockerOk(['logs', name]);
+    expect(r.stdout).toBe(`${'x'.repeat(102400)}\nafter\n`);
+  });
+
+  it('fails docker run with a message naming an unknown log-opt', async () => {
+    const r = await docker(['run', '--rm', ...LD, '--log-opt', 'colour=blue', IMAGE, 'true']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('unknown log-opt "colour"');
+  });
+
+  it('fails docker run with a message naming a malformed log-opt value', async () => {
+    const r = await docker(['run', '--rm', ...LD, '--log-opt', 'max-size=abc', IMAGE, 'true']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('"max-size"');
+    expect(r.stderr).toContain('"abc" is not a size');
+  });
+
+  it('accepts the log-opts dockerd itself handles (mode, max-buffer-size)', async () => {
+    const name = await runToEnd('echo nb', ['--log-opt', 'mode=non-blocking', '--log-opt', 'max-buffer-size=2m']);
+    expect((await dockerOk(['logs', name])).stdout).toBe('nb\n');
+  });
+});
+
+describe('docker logs flags', () => {
+  let name: string;
+  let stamped: { ts: string; line: string }[];
+
+  beforeAll(async () => {
+    name = await runToEnd('for i in $(seq 1 20); do echo line$i; done');
+    const r = await dockerOk(['logs', '--timestamps', name]);
+    stamped = r.stdout.trimEnd().split('\n').map((l) => {
+      const [ts, line] = l.split(' ') as [string, string];
+      return { ts, line };
+    });
+  });
+
+  it('--timestamps prefixes each line with its RFC 3339 nanosecond time', () => {
+    expect(stamped.map((s) => s.line)).toEqual(Array.from({ length: 20 }, (_, i) => `line${i + 1}`));
+    for (const s of stamped) expect(s.ts).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z$/);
+  });
+
+  it('--tail N prints the last N lines', async () => {
+    expect((await dockerOk(['logs', '--tail', '5', name])).stdout).toBe('line16\nline17\nline18\nline19\nline20\n');
+    expect((await dockerOk(['logs', '--tail', '0', name])).stdout).toBe('');
+    expect((await dockerOk(['logs', '--tail', '100', name])).stdout.split('\n')).toHaveLength(21);
+  });
+
+  it('--since and --until select by time, inclusive', async () => {
+    const since = stamped[14]?.ts as string;
+    const until = stamped[4]?.ts as string;
+    expect((await dockerOk(['logs', '--since', since, name])).stdout).toBe(stamped.slice(14).map((s) => `${s.line}\n`).join(''));
+    expect((await dockerOk(['logs', '--until', until, name])).stdout).toBe(stamped.slice(0, 5).map((s) => `${s.line}\n`).join(''));
+    expect((await dockerOk(['logs', '--since', since, '--tail', '2', name])).stdout).toBe('line19\nline20\n');
+  });
+
+  it('--details prints every line (plugins carry no attributes to show)', async () => {
+    const r = await dockerOk(['logs', '--details', '--tail', '2', name]);
+    expect(r.stdout.split('\n').filter((l) => l !== '').map((l) => l.trim())).toEqual(['line19', 'line20']);
+  });
+
+  it('--follow streams new lines and ends when the container exits', async () => {
+    const c = uniqueName('follow');
+    await dockerOk(['run', '-d', '--name', c, ...LD, IMAGE, 'sh', '-c', 'echo first; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo second; echo third >&2']);
+    const { spawn } = await import('node:child_process');
+    const { dockerEnv } = await import('./harness.js');
+    const follower = spawn('docker', ['logs', '--follow', c], { env: dockerEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    follower.stdout.on('data', (b: Buffer) => { out += b.toString(); });
+    follower.stderr.on('data', (b: Buffer) => { err += b.toString(); });
+    const exited = new Promise<number | null>((resolve) => follower.on('exit', resolve));
+    await waitFor('"first" through docker logs -f', () => (out.includes('first\n') ? true : undefined));
+    await dockerOk(['exec', c, 'touch', '/tmp/go']);
+    expect(await exited).toBe(0);
+    expect(out).toBe('first\nsecond\n');
+    expect(err).toBe('third\n');
+  });
+});
+
+describe('containers that stop and start again', () => {
+  it('docker logs works after the container stopped and after docker start, with no loss and no duplicates', async () => {
+    const name = await runToEnd('echo run-$(date +%s%N)');
+    const first = (await dockerOk(['logs', name])).stdout;
+    expect(first).toMatch(/^run-\d+\n$/);
+    // docker logs on a stopped container makes dockerd open a fresh stream first: nothing may change.
+    expect((await dockerOk(['logs', name])).stdout).toBe(first);
+    await dockerOk(['start', '-a', name]);
+    const second = (await dockerOk(['logs', name])).stdout.split('\n').filter((l) => l !== '');
+    expect(second).toHaveLength(2);
+    expect(`${second[0]}\n`).toBe(first);
+    expect(second[1]).toMatch(/^run-\d+$/);
+    expect(second[1]).not.toBe(second[0]);
+    const lines = await waitForFileSink(driver, name, 2);
+    expect(lines.map((l) => l.message)).toEqual(second);
+  });
+});
+
+describe('many containers at once', () => {
+  it('20 containers x 10k lines: every line in the file sink and in docker logs, in order', async () => {
+    const names = Array.from({ length: 20 }, () => uniqueName('many'));
+    await Promise.all(names.map((n) => dockerOk(['run', '-d', '--name', n, ...LD, IMAGE, 'sh', '-c', `seq 1 10000 | awk '{print "${n} " $1}'`])));
+    await Promise.all(names.map((n) => dockerOk(['wait', n])));
+    const expected = (n: string) => Array.from({ length: 10000 }, (_, i) => `${n} ${i + 1}`);
+    for (const n of names) {
+      const lines = await waitForFileSink(driver, n, 10000, 60_000);
+      expect(lines.map((l) => l.message)).toEqual(expected(n));
+      const logs = await dockerOk(['logs', n]);
+      expect(logs.stdout).toBe(expected(n).map((l) => `${l}\n`).join(''));
+    }
+    expect(readFileSink(driver, names[0] as string)).toHaveLength(10000);
+  });
+});

@@ -1,0 +1,158 @@
+/**
+ * Helpers for end-to-end tests against the real private dockerd: run docker commands, start the built
+ * driver (dist/) as a plain-process plugin with its own state and file-sink directories, and wait for
+ * conditions (polling a condition with a deadline, where no event exists to await).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { inject } from 'vitest';
+
+export const root = path.resolve(import.meta.dirname, '../..');
+export const IMAGE = 'shiplog-test/busybox';
+
+export interface DockerResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  stdoutBytes: Buffer;
+}
+
+export function dockerEnv(host = inject('dockerHost')): NodeJS.ProcessEnv {
+  return { ...process.env, DOCKER_HOST: host };
+}
+
+/** Runs the docker CLI; never throws on a non-zero exit (tests assert on it). */
+export function docker(args: string[], opts: { host?: string; input?: string } = {}): Promise<DockerResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('docker', args, { env: dockerEnv(opts.host), stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const stdoutBytes = Buffer.concat(out);
+      resolve({ code: code ?? -1, stdout: stdoutBytes.toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), stdoutBytes });
+    });
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+/** docker, failing the test with stderr when the command fails. */
+export async function dockerOk(args: string[], opts: { host?: string } = {}): Promise<DockerResult> {
+  const r = await docker(args, opts);
+  if (r.code !== 0) throw new Error(`docker ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  return r;
+}
+
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let delay = 10;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, delay));
+    delay = Math.min(delay * 2, 200);
+  }
+}
+
+export interface DriverProcess {
+  readonly name: string;
+  readonly socket: string;
+  readonly stateDir: string;
+  readonly filesDir: string;
+  readonly output: () => string;
+  /** SIGTERM, resolves with the exit code. */
+  stop(): Promise<number | null>;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  readonly child: ChildProcess;
+}
+
+export interface DriverOptions {
+  name?: string;
+  env?: Record<string, string>;
+  stateDir?: string;
+  filesDir?: string;
+}
+
+/** Starts `node dist/src/main.js` listening on /run/docker/plugins/<name>.sock; resolves once it accepts connections. */
+export async function startDriver(opts: DriverOptions = {}): Promise<DriverProcess> {
+  const name = opts.name ?? 'shiplog-e2e';
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), `${name}-`));
+  const stateDir = opts.stateDir ?? path.join(work, 'state');
+  const filesDir = opts.filesDir ?? path.join(work, 'files');
+  const socket = `/run/docker/plugins/${name}.sock`;
+  const child = spawn(process.execPath, [path.join(root, 'dist/src/main.js')], {
+    env: {
+      ...process.env, SOCKET: socket, STATE_DIR: stateDir, FILE_PATH: `${filesDir}/{{.Name}}.log`, LOG_LEVEL: 'debug',
+      ...opts.env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (b: Buffer) => { output += b.toString(); });
+  child.stderr?.on('data', (b: Buffer) => { output += b.toString(); });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  await waitFor(`driver ${name} listening`, async () => {
+    if (child.exitCode !== null) throw new Error(`driver exited ${child.exitCode}: ${output}`);
+    return output.includes('shiplog listening') && (await canConnect(socket)) ? true : undefined;
+  }, 20_000);
+  return {
+    name, socket, stateDir, filesDir, child,
+    output: () => output,
+    stop: async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+    kill: async (signal = 'SIGKILL') => {
+      if (child.exitCode === null) child.kill(signal);
+      await exited;
+    },
+  };
+}
+
+function canConnect(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect(socket);
+    c.on('connect', () => { c.destroy(); resolve(true); });
+    c.on('error', () => resolve(false));
+  });
+}
+
+export interface FileSinkLine {
+  time: string;
+  source: string;
+  container_id: string;
+  container_name: string;
+  image_name: string;
+  image_id: string;
+  tag: string;
+  attrs?: Record<string, string>;
+  truncated?: boolean;
+  message: string;
+}
+
+export function readFileSink(driver: DriverProcess, container: string): FileSinkLine[] {
+  const file = path.join(driver.filesDir, `${container}.log`);
+  if (!fs.existsSync(file)) return [];
+  return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as FileSinkLine);
+}
+
+/** Waits until the file sink holds at least `count` lines for `container`. */
+export function waitForFileSink(driver: DriverProcess, container: string, count: number, timeoutMs = 30_000): Promise<FileSinkLine[]> {
+  return waitFor(`${count} lines in the file sink for ${container}`, () => {
+    const lines = readFileSink(driver, container);
+    return lines.length >= count ? lines : undefined;
+  }, timeoutMs);
+}
+
+let counter = 0;
+/** A container name unique within this test run. */
+export function uniqueName(prefix: string): string {
+  counter++;
+  return `${prefix}-${process.pid}-${counter}`;
+}
