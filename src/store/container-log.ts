@@ -1,0 +1,395 @@
+/**
+ * One container's segments on disk and in memory: the current file, rotated and compressed files,
+ * appends, rotation, and wake-ups for followers.
+ *
+ * Each segment has a sequence number that never changes (oldest lowest); its file name is derived
+ * from its distance to the current segment: index = currentSeq - seq (0 = container.log, k = .k or
+ * .k.gz). Readers hold positions as (seq, offset) and open files synchronously by the name valid at
+ * that instant; an open fd keeps reading the same bytes after a rename or unlink.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { RotationOptions } from './store.js';
+import { compressSegment, readGzipLastTime } from './gzip-segment.js';
+import { inspectLastRecord, lastWholeRecordEnd } from './segment-inspect.js';
+import {
+  CURRENT_FILE,
+  compressionTempName,
+  isTempFile,
+  parseSegmentFileName,
+  segmentFileName,
+} from './segment-names.js';
+
+export interface SegmentState {
+  readonly seq: number;
+  /** Renamed to `.k.gz` (the plain file is gone). */
+  compressed: boolean;
+  /** Bytes on disk: the compressed size once compressed. */
+  diskBytes: number;
+  /** Time of the segment's last entry; undefined when empty or unknown. */
+  lastTime: bigint | undefined;
+  /** Deleted by rotation or the budget; a reader holding its fd may still finish it. */
+  deleted: boolean;
+}
+
+/** A point in a container's log: a segment and a byte offset (uncompressed) within it. */
+export interface Position {
+  seq: number;
+  offset: number;
+}
+
+export function comparePositions(a: Position, b: Position): number {
+  return a.seq !== b.seq ? a.seq - b.seq : a.offset - b.offset;
+}
+
+/** What a reader waiting for new data registers. */
+export interface Follower {
+  wake(): void;
+}
+
+export interface ContainerLogHooks {
+  /** After a rotation, so the store can enforce its budget. */
+  onRotated(): void;
+}
+
+const FILE_MODE = 0o640;
+
+function isNotFound(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+}
+
+export class ContainerLog {
+  /** Ascending seq. The current segment, when its file exists, is last and has seq === currentSeq. */
+  readonly segments: SegmentState[] = [];
+  currentSeq = 0;
+  writerCount = 0;
+  private fd: number | undefined;
+  private rotation: RotationOptions = { maxSize: Number.POSITIVE_INFINITY, maxFile: 1, compress: false };
+  private readonly followers = new Set<Follower>();
+  private readonly compressions = new Set<Promise<void>>();
+
+  private constructor(
+    readonly id: string,
+    readonly dir: string,
+    private readonly logger: Logger,
+    private readonly hooks: ContainerLogHooks,
+  ) {}
+
+  /**
+   * Builds the state from what is on disk (nothing, for a new container). Cuts a torn last record of
+   * container.log, removes leftovers of interrupted compressions. Synchronous: it runs at boot and
+   * from openWriter, which must not yield.
+   */
+  static load(root: string, id: string, logger: Logger, hooks: ContainerLogHooks): ContainerLog {
+    const log = new ContainerLog(id, path.join(root, id), logger, hooks);
+    let names: string[];
+    try {
+      names = fs.readdirSync(log.dir);
+    } catch (err) {
+      if (isNotFound(err)) return log;
+      throw err;
+    }
+    const rotated = new Map<number, { plain: boolean; gz: boolean }>();
+    let hasCurrent = false;
+    for (const name of names) {
+      if (isTempFile(name)) {
+        fs.rmSync(path.join(log.dir, name), { force: true });
+        continue;
+      }
+      const parsed = parseSegmentFileName(name);
+      if (!parsed) continue;
+      if (parsed.index === 0) {
+        hasCurrent = true;
+        continue;
+      }
+      const forms = rotated.get(parsed.index) ?? { plain: false, gz: false };
+      if (parsed.compressed) forms.gz = true;
+      else forms.plain = true;
+      rotated.set(parsed.index, forms);
+    }
+    const maxIndex = Math.max(0, ...rotated.keys());
+    log.currentSeq = maxIndex;
+    for (let index = maxIndex; index >= 1; index--) {
+      const forms = rotated.get(index);
+      if (!forms) continue;
+      if (forms.plain && forms.gz) {
+        // Compression was interrupted between rename and unlink: the plain file is complete for sure.
+        fs.rmSync(path.join(log.dir, segmentFileName(index, true)), { force: true });
+      }
+      const compressed = !forms.plain;
+      const file = path.join(log.dir, segmentFileName(index, compressed));
+      const diskBytes = fs.statSync(file).size;
+      const lastTime = compressed ? readGzipLastTime(file) : plainLastTime(file);
+      log.segments.push({ seq: maxIndex - index, compressed, diskBytes, lastTime, deleted: false });
+    }
+    if (hasCurrent) log.segments.push(log.loadCurrent());
+    return log;
+  }
+
+  private loadCurrent(): SegmentState {
+    const file = path.join(this.dir, CURRENT_FILE);
+    const fd = fs.openSync(file, 'r+');
+    try {
+      let size = fs.fstatSync(fd).size;
+      let last = inspectLastRecord(fd, size);
+      if (last.kind === 'torn') {
+        const goodEnd = lastWholeRecordEnd(fd, size);
+        fs.ftruncateSync(fd, goodEnd);
+        this.logger.warn({ container: this.id, cutBytes: size - goodEnd }, 'store: cut a torn last record (crash while writing)');
+        size = goodEnd;
+        last = inspectLastRecord(fd, size);
+      }
+      const lastTime = last.kind === 'ok' ? last.time : undefined;
+      return { seq: this.currentSeq, compressed: false, diskBytes: size, lastTime, deleted: false };
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  get currentSegment(): SegmentState | undefined {
+    const last = this.segments[this.segments.length - 1];
+    return last !== undefined && last.seq === this.currentSeq ? last : undefined;
+  }
+
+  get currentSize(): number {
+    return this.currentSegment?.diskBytes ?? 0;
+  }
+
+  get diskBytes(): number {
+    let total = 0;
+    for (const s of this.segments) total += s.diskBytes;
+    return total;
+  }
+
+  /** Where the log ends right now; everything before it is whole records. */
+  endPosition(): Position {
+    return { seq: this.currentSeq, offset: this.currentSize };
+  }
+
+  segmentAtOrAfter(seq: number): SegmentState | undefined {
+    for (const s of this.segments) if (s.seq >= seq) return s;
+    return undefined;
+  }
+
+  fileName(segment: SegmentState): string {
+    return segmentFileName(this.currentSeq - segment.seq, segment.compressed);
+  }
+
+  /**
+   * Opens a segment by the name it has at this instant (synchronously, so no rotation or finished
+   * compression can slip in between); undefined when it is gone. `size` is the file size (compressed
+   * size for .gz). The caller closes `fd`.
+   */
+  openFd(segment: SegmentState): { fd: number; compressed: boolean; size: number } | undefined {
+    if (segment.deleted) return undefined;
+    const compressed = segment.compressed;
+    let fd: number;
+    try {
+      fd = fs.openSync(path.join(this.dir, this.fileName(segment)), 'r');
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+    return { fd, compressed, size: fs.fstatSync(fd).size };
+  }
+
+  acquireWriter(rotation: RotationOptions): void {
+    this.rotation = rotation;
+    this.writerCount++;
+    if (this.fd === undefined) this.openCurrentForAppend();
+  }
+
+  releaseWriter(): void {
+    if (this.writerCount === 0) return;
+    this.writerCount--;
+    if (this.writerCount === 0) this.closeCurrentFile();
+    this.notifyFollowers();
+  }
+
+  private openCurrentForAppend(): void {
+    fs.mkdirSync(this.dir, { recursive: true });
+    this.fd = fs.openSync(path.join(this.dir, CURRENT_FILE), 'a', FILE_MODE);
+    if (this.currentSegment === undefined) {
+      this.segments.push({ seq: this.currentSeq, compressed: false, diskBytes: fs.fstatSync(this.fd).size, lastTime: undefined, deleted: false });
+    }
+  }
+
+  private closeCurrentFile(): void {
+    if (this.fd === undefined) return;
+    fs.closeSync(this.fd);
+    this.fd = undefined;
+  }
+
+  /**
+   * Appends whole records (`[N][entry][N]`…) in one write, rotating first if the current file is
+   * full, then wakes followers. A failed write is rolled back so the file stays whole records.
+   */
+  append(records: Buffer, lastTime: bigint): void {
+    if (this.fd === undefined || records.length === 0) return;
+    const before = this.currentSegment;
+    const rotated = before !== undefined && before.diskBytes > 0 && before.diskBytes >= this.rotation.maxSize;
+    if (rotated) this.rotate();
+    const current = this.currentSegment;
+    if (this.fd === undefined || current === undefined) return;
+    let written = 0;
+    try {
+      // One write; the loop runs again only after a short write (disk nearly full).
+      while (written < records.length) written += fs.writeSync(this.fd, records, written);
+    } catch (err) {
+      this.logger.error({ container: this.id, bytes: records.length, err }, 'store: append failed; entries not stored');
+      if (written > 0) {
+        try {
+          fs.ftruncateSync(this.fd, current.diskBytes);
+        } catch {
+          // nothing more to try; the next load cuts the torn record
+        }
+      }
+      if (rotated) this.hooks.onRotated();
+      return;
+    }
+    current.diskBytes += records.length;
+    current.lastTime = lastTime;
+    this.notifyFollowers();
+    // After the write, so the budget sees what the new segment holds.
+    if (rotated) this.hooks.onRotated();
+  }
+
+  /** Docker's `local` rotation (protocol.md §6): shift .N-1→.N, drop beyond max-file, current → .1. */
+  private rotate(): void {
+    const current = this.currentSegment;
+    if (current === undefined) return;
+    this.closeCurrentFile();
+    const maxFile = Math.max(1, Math.floor(this.rotation.maxFile));
+    const rotated = this.segments.filter((s) => s !== current);
+    if (maxFile === 1) {
+      for (const s of rotated) this.removeSegmentFile(s);
+      this.removeSegmentFile(current);
+    } else {
+      // Oldest first = highest index first, so no rename lands on an existing name.
+      for (const s of rotated) {
+        const index = this.currentSeq - s.seq;
+        if (index + 1 > maxFile - 1) this.removeSegmentFile(s);
+        else this.renameSegmentFile(s, index + 1);
+      }
+      this.renameSegmentFile(current, 1);
+    }
+    this.currentSeq++;
+    this.openCurrentForAppend();
+    if (maxFile > 1 && this.rotation.compress && !current.deleted) this.startCompression(current);
+  }
+
+  private renameSegmentFile(segment: SegmentState, toIndex: number): void {
+    const from = path.join(this.dir, this.fileName(segment));
+    const to = path.join(this.dir, segmentFileName(toIndex, segment.compressed));
+    try {
+      fs.renameSync(from, to);
+    } catch (err) {
+      this.logger.warn({ container: this.id, err }, 'store: could not rename a log segment; dropping it');
+      this.forgetSegment(segment);
+    }
+  }
+
+  /**
+   * Deletes a segment for the budget; returns the bytes freed. The current file only goes when no
+   * writer has it open, and then a later writer starts a new seq, so no reader takes the new file
+   * for the deleted one.
+   */
+  deleteSegment(segment: SegmentState): number {
+    const isCurrent = segment.seq === this.currentSeq;
+    if (isCurrent && this.writerCount > 0) return 0;
+    const bytes = segment.diskBytes;
+    this.removeSegmentFile(segment);
+    // Only when nothing older is left: file names of older segments derive from currentSeq.
+    if (isCurrent && this.segments.length === 0) this.currentSeq++;
+    return bytes;
+  }
+
+  private removeSegmentFile(segment: SegmentState): void {
+    fs.rmSync(path.join(this.dir, this.fileName(segment)), { force: true });
+    this.forgetSegment(segment);
+  }
+
+  private forgetSegment(segment: SegmentState): void {
+    segment.deleted = true;
+    const i = this.segments.indexOf(segment);
+    if (i >= 0) this.segments.splice(i, 1);
+  }
+
+  /** gzip `.1` off the event loop (zlib's threadpool), to a temporary name, then rename. */
+  private startCompression(segment: SegmentState): void {
+    const source = path.join(this.dir, this.fileName(segment));
+    const temp = path.join(this.dir, compressionTempName(segment.seq));
+    let sourceFd: number;
+    try {
+      sourceFd = fs.openSync(source, 'r');
+    } catch (err) {
+      this.logger.warn({ container: this.id, err }, 'store: could not open a rotated segment to compress it');
+      return;
+    }
+    const done = compressSegment(sourceFd, temp, segment.lastTime).then(
+      (compressedBytes) => {
+        if (segment.deleted) {
+          fs.rmSync(temp, { force: true });
+          if (this.segments.length === 0 && this.writerCount === 0) this.removeDirIfEmpty();
+          return;
+        }
+        // Sync, in one tick: readers open by the current name and see either form, never neither.
+        const index = this.currentSeq - segment.seq;
+        fs.renameSync(temp, path.join(this.dir, segmentFileName(index, true)));
+        fs.rmSync(path.join(this.dir, segmentFileName(index, false)), { force: true });
+        segment.compressed = true;
+        segment.diskBytes = compressedBytes;
+      },
+      (err: unknown) => {
+        fs.rmSync(temp, { force: true });
+        this.logger.warn({ container: this.id, err }, 'store: compressing a rotated segment failed; kept it uncompressed');
+      },
+    );
+    const tracked = done.finally(() => this.compressions.delete(tracked));
+    this.compressions.add(tracked);
+  }
+
+  /** Resolves when no compression is running. */
+  async settled(): Promise<void> {
+    while (this.compressions.size > 0) await Promise.all([...this.compressions]);
+  }
+
+  /** Removes the directory once nothing is left in it. */
+  removeDirIfEmpty(): void {
+    try {
+      fs.rmdirSync(this.dir);
+    } catch {
+      // not empty (a file we do not own, or a compression finishing) or already gone
+    }
+  }
+
+  addFollower(follower: Follower): void {
+    this.followers.add(follower);
+  }
+
+  removeFollower(follower: Follower): void {
+    this.followers.delete(follower);
+  }
+
+  notifyFollowers(): void {
+    for (const f of this.followers) f.wake();
+  }
+
+  /** Closes the file; writers are done. */
+  close(): void {
+    this.writerCount = 0;
+    this.closeCurrentFile();
+    this.notifyFollowers();
+  }
+}
+
+function plainLastTime(file: string): bigint | undefined {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const last = inspectLastRecord(fd, fs.fstatSync(fd).size);
+    return last.kind === 'ok' ? last.time : undefined;
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -1,0 +1,175 @@
+/**
+ * The per-container local store behind `docker logs` (ReadLogs), in Docker's `local` driver format
+ * (protocol.md §6): `<root>/<containerId>/container.log`, rotated `.1` … (`.N.gz` compressed), each
+ * record `[u32 BE N][LogEntry][u32 BE N]`.
+ *
+ * The driver appends through a ContainerLogWriter per FIFO stream and serves ReadLogs with read().
+ * A global byte budget deletes whole segments, stopped containers' first.
+ */
+import fs from 'node:fs';
+import type { Writable } from 'node:stream';
+import type { Logger } from 'pino';
+import type { Int64Parts } from '../time.js';
+import { nextSegmentToEvict } from './budget.js';
+import { ContainerLog } from './container-log.js';
+import { StoreWriter } from './container-writer.js';
+import { ReadSession } from './read-session.js';
+import { isSafeContainerId } from './segment-names.js';
+
+/** bytes, count >= 1, gzip rotated segments */
+export interface RotationOptions {
+  maxSize: number;
+  maxFile: number;
+  compress: boolean;
+}
+
+export const DEFAULT_STORE_BUDGET_BYTES = 1024 * 1024 * 1024;
+
+export interface StoreSettings {
+  /** e.g. <stateDir>/containers */
+  root: string;
+  /** Total store budget in bytes (DEFAULT_STORE_BUDGET_BYTES = 1 GiB). */
+  budgetBytes: number;
+  logger: Logger;
+}
+
+export interface ReadRequest {
+  /** ns, inclusive */
+  since?: bigint;
+  /** ns, inclusive */
+  until?: bigint;
+  /** -1 all, 0 none, N last N entries */
+  tail: number;
+  follow: boolean;
+}
+
+export interface ContainerLogWriter {
+  /** Queue one entry: `framed` is `[u32 BE len][LogEntry]` exactly as read from the FIFO (may be a view of a larger buffer: it is copied); timeNano is its decoded time. */
+  add(framed: Buffer, timeNano: Int64Parts): void;
+  /** Write everything queued since the last flush in ONE write syscall, then notify followers. Synchronous. */
+  flush(): void;
+  /** This stream ended (what is still queued is flushed first). When a container's last writer is released, its followers finish and the budget treats it as stopped. */
+  release(): void;
+}
+
+export class LogStore {
+  private readonly containers = new Map<string, ContainerLog>();
+  private readonly writers = new Set<StoreWriter>();
+  private readonly sessions = new Set<Promise<void>>();
+  private readonly readers = new Set<ReadSession>();
+  private readonly logger: Logger;
+  private closed = false;
+
+  constructor(private readonly settings: StoreSettings) {
+    this.logger = settings.logger;
+  }
+
+  /** Scan root at boot (sizes for the budget, torn tails cut); call once before use. */
+  async init(): Promise<void> {
+    fs.mkdirSync(this.settings.root, { recursive: true });
+    for (const dirent of fs.readdirSync(this.settings.root, { withFileTypes: true })) {
+      if (!dirent.isDirectory() || !isSafeContainerId(dirent.name) || this.containers.has(dirent.name)) continue;
+      try {
+        const container = this.loadContainer(dirent.name);
+        if (container.segments.length === 0) container.removeDirIfEmpty();
+        else this.containers.set(dirent.name, container);
+      } catch (err) {
+        this.logger.error({ container: dirent.name, err }, 'store: could not load a container log directory; leaving it alone');
+      }
+    }
+    this.enforceBudget();
+  }
+
+  /**
+   * One writer per live FIFO stream of a container. Opening never truncates what is stored; a torn
+   * last record from a crash is cut off when the container is first loaded. The newest writer's
+   * rotation options apply.
+   */
+  openWriter(containerId: string, rotation: RotationOptions): ContainerLogWriter {
+    if (this.closed) throw new Error('log store is closed');
+    if (!isSafeContainerId(containerId)) throw new Error(`invalid container id ${JSON.stringify(containerId)} for the log store`);
+    let container = this.containers.get(containerId);
+    if (container === undefined) {
+      container = this.loadContainer(containerId);
+      this.containers.set(containerId, container);
+    }
+    container.acquireWriter(normalizeRotation(rotation));
+    const writer = new StoreWriter(container, this.logger, (w) => this.writers.delete(w));
+    this.writers.add(writer);
+    return writer;
+  }
+
+  /**
+   * Serves ReadLogs into `out`. Resolves when finished: without follow after the backlog; with
+   * follow when the container has no open writer left and everything written was sent, or when
+   * `out` closes or errors. Does not end `out`: the caller does (an HTTP response, usually).
+   * An unknown container resolves with nothing written.
+   */
+  async read(containerId: string, request: ReadRequest, out: Writable): Promise<void> {
+    if (this.closed || !isSafeContainerId(containerId)) return;
+    const container = this.containers.get(containerId);
+    if (container === undefined) return;
+    const session = new ReadSession(container, request, out, this.logger);
+    const running = session.run();
+    this.readers.add(session);
+    this.sessions.add(running);
+    try {
+      await running;
+    } finally {
+      this.readers.delete(session);
+      this.sessions.delete(running);
+    }
+  }
+
+  /** Bytes on disk across all containers. */
+  get totalBytes(): number {
+    let total = 0;
+    for (const c of this.containers.values()) total += c.diskBytes;
+    return total;
+  }
+
+  /** Flush and close every writer, end followers, wait for running compressions. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const w of [...this.writers]) w.flush();
+    this.writers.clear();
+    for (const s of this.readers) s.stop();
+    for (const c of this.containers.values()) c.close();
+    await Promise.all([...this.sessions]);
+    await Promise.all([...this.containers.values()].map((c) => c.settled()));
+  }
+
+  private loadContainer(containerId: string): ContainerLog {
+    return ContainerLog.load(this.settings.root, containerId, this.logger, { onRotated: () => this.enforceBudget() });
+  }
+
+  /** Deletes whole segments, oldest first, stopped containers first, until under budget. */
+  private enforceBudget(): void {
+    let total = this.totalBytes;
+    while (total > this.settings.budgetBytes) {
+      const victim = nextSegmentToEvict(this.containers.values());
+      if (victim === undefined) return;
+      const { container, segment } = victim;
+      const file = container.fileName(segment);
+      const bytes = container.deleteSegment(segment);
+      if (!segment.deleted) return; // refused: never the live current file
+      total -= bytes;
+      this.logger.info({ container: container.id, segment: file, bytes }, 'store: over budget, deleted the oldest log segment');
+      if (container.segments.length === 0 && container.writerCount === 0) {
+        container.removeDirIfEmpty();
+        this.containers.delete(container.id);
+      }
+    }
+  }
+}
+
+function normalizeRotation(rotation: RotationOptions): RotationOptions {
+  const maxFile = Number.isFinite(rotation.maxFile) ? Math.max(1, Math.floor(rotation.maxFile)) : 1;
+  return {
+    maxSize: rotation.maxSize > 0 ? rotation.maxSize : Number.POSITIVE_INFINITY,
+    maxFile,
+    // Docker rejects compress with max-file 1: there is never a rotated file to compress.
+    compress: rotation.compress && maxFile > 1,
+  };
+}
