@@ -1,0 +1,68 @@
+/**
+ * Builds the official client (@elastic/elasticsearch 8.19: it speaks to ES 8 and 9) for one sink
+ * instance. Constructing it does no network I/O; the first connection is made by the first request.
+ */
+import { readFileSync } from 'node:fs';
+import type { ConnectionOptions as TlsOptions } from 'node:tls';
+import { Client } from '@elastic/elasticsearch';
+import type { ClientOptions } from '@elastic/elasticsearch';
+import { OptionError } from '../../src/option-table.js';
+import type { ElasticsearchOptions } from './options.js';
+
+export type ClientAuth = { readonly username: string; readonly password: string } | { readonly apiKey: string };
+
+/**
+ * Elasticsearch's `Authorization: ApiKey` wants base64(id:key), which is what it returns as `encoded`.
+ * A key given as `id:key` (`:` is not base64) is encoded here.
+ */
+export function apiKeyHeaderValue(key: string): string {
+  return key.includes(':') ? Buffer.from(key, 'utf8').toString('base64') : key;
+}
+
+export function clientAuth(o: ElasticsearchOptions): ClientAuth | undefined {
+  if (o['es-api-key'] !== '') return { apiKey: apiKeyHeaderValue(o['es-api-key']) };
+  if (o['es-username'] !== '') return { username: o['es-username'], password: o['es-password'] };
+  return undefined;
+}
+
+function readPem(key: 'es-ca' | 'es-cert' | 'es-key', path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new OptionError(`invalid log-opt "${key}": ${JSON.stringify(path)} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+}
+
+/** TLS settings; the PEM files are read now (once per sink instance), not per connection. */
+export function clientTls(o: ElasticsearchOptions): TlsOptions | undefined {
+  const tls: TlsOptions = {};
+  if (o['es-ca'] !== '') tls.ca = readPem('es-ca', o['es-ca']);
+  if (o['es-cert'] !== '') tls.cert = readPem('es-cert', o['es-cert']);
+  if (o['es-key'] !== '') tls.key = readPem('es-key', o['es-key']);
+  if (o['es-tls-skip-verify']) tls.rejectUnauthorized = false;
+  return Object.keys(tls).length > 0 ? tls : undefined;
+}
+
+export function clientOptions(o: ElasticsearchOptions): ClientOptions {
+  const auth = clientAuth(o);
+  const tls = clientTls(o);
+  return {
+    nodes: [...o['es-url']],
+    // shiplog's core retries with capped exponential backoff; the transport's own immediate retries
+    // would double-count attempts and skip the backoff.
+    maxRetries: 0,
+    requestTimeout: o['es-timeout'],
+    // The sink gzips bodies itself at level 1 (the client's own compression uses level 6).
+    compression: false,
+    sniffOnStart: false,
+    sniffInterval: false,
+    sniffOnConnectionFault: false,
+    name: 'shiplog',
+    ...(auth !== undefined ? { auth } : {}),
+    ...(tls !== undefined ? { tls } : {}),
+  };
+}
+
+export function createClient(o: ElasticsearchOptions): Client {
+  return new Client(clientOptions(o));
+}

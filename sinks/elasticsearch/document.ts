@@ -1,0 +1,152 @@
+/**
+ * Records to ECS documents and bulk action lines, as strings. The per-container part of a document
+ * (container, host, tag, labels, data_stream) is stringified once per ContainerMeta object; per
+ * record only the timestamp, the message and a few flags are added. See README for the field list.
+ */
+import { recordId } from '../sink.js';
+import type { ContainerMeta, LogRecord } from '../sink.js';
+import { formatRfc3339Nano } from '../../src/time.js';
+import { IndexNamer } from './target.js';
+import type { Target } from './target.js';
+
+/**
+ * How `container.labels` keys are written. `normalised`: dots become `_`, because Elasticsearch reads
+ * dots as object paths and Compose's `com.docker.compose.project` next to
+ * `com.docker.compose.project.working_dir` would be a mapping conflict. `dotted`: keys as they are,
+ * only when `container.labels` is known to be mapped `flattened` (see templates.ts).
+ */
+export type LabelMode = 'normalised' | 'dotted';
+
+export interface DocumentOptions {
+  readonly target: Target;
+  readonly eventOriginal: boolean;
+}
+
+/** JSON lines no longer than this are looked at for a level; bigger ones are not parsed (bounded cost). */
+const LEVEL_SCAN_MAX = 16 * 1024;
+const LEVEL_KEY = Buffer.from('level"');
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+
+/**
+ * `log.level` from a JSON line's own top-level `level` or `log.level` string (what pino-style, logrus,
+ * zap, bunyan-with-names and ECS loggers write). Anything else (plain text, numeric levels, nested
+ * keys, lines over 16 KiB) yields undefined: guessing a level from free text is not "clearly right",
+ * and stdout/stderr is not a level. Cheap byte checks run first, so only JSON lines with such a key
+ * pay for JSON.parse.
+ */
+export function jsonLevel(line: Buffer, text: string): string | undefined {
+  const n = line.length;
+  if (n < 10 || n > LEVEL_SCAN_MAX || line[0] !== OPEN_BRACE) return undefined;
+  let end = n - 1;
+  while (end > 0 && (line[end] === 0x20 || line[end] === 0x0d || line[end] === 0x09)) end--;
+  if (line[end] !== CLOSE_BRACE || !line.includes(LEVEL_KEY)) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return undefined;
+  const fields = parsed as Record<string, unknown>;
+  const level = typeof fields['level'] === 'string' ? fields['level'] : fields['log.level'];
+  return typeof level === 'string' && level !== '' && level.length <= 64 ? level : undefined;
+}
+
+function keysWithoutDots(from: Readonly<Record<string, string>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(from)) if (k !== '') out[k.replace(/\./g, '_')] = v;
+  return out;
+}
+
+/** Keys kept with their dots (a `flattened` field takes them as paths); only malformed paths are normalised. */
+function keysAsIs(from: Readonly<Record<string, string>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(from)) {
+    if (k === '') continue;
+    out[k.startsWith('.') || k.endsWith('.') || k.includes('..') ? k.replace(/\./g, '_') : k] = v;
+  }
+  return out;
+}
+
+/**
+ * The per-container tail of a document, starting with a comma. Empty strings and empty objects are
+ * left out rather than sent as `""`.
+ */
+export function containerPart(meta: ContainerMeta, target: Target, labels: LabelMode): string {
+  const image: Record<string, string> = {};
+  if (meta.imageName !== '') image['name'] = meta.imageName;
+  if (meta.imageId !== '') image['id'] = meta.imageId;
+  const container: Record<string, unknown> = { id: meta.id };
+  if (meta.name !== '') container['name'] = meta.name;
+  if (Object.keys(image).length > 0) container['image'] = image;
+  const containerLabels = labels === 'dotted' ? keysAsIs(meta.labels) : keysWithoutDots(meta.labels);
+  if (Object.keys(containerLabels).length > 0) container['labels'] = containerLabels;
+  let out = `,"container":${JSON.stringify(container)}`;
+  if (meta.hostname !== '') out += `,"host":${JSON.stringify({ name: meta.hostname })}`;
+  if (meta.tag !== '') out += `,"tag":${JSON.stringify(meta.tag)}`;
+  // ECS `labels` are flat keywords; attrs keys (label or env names) may hold dots, so always normalised.
+  const attrs = keysWithoutDots(meta.attrs);
+  if (Object.keys(attrs).length > 0) out += `,"labels":${JSON.stringify(attrs)}`;
+  const ds = target.dataStreamParts;
+  if (ds !== undefined) out += `,"data_stream":${JSON.stringify({ type: ds.type, dataset: ds.dataset, namespace: ds.namespace })}`;
+  return out;
+}
+
+const STREAM_JSON: Readonly<Record<string, string>> = { stdout: '"stdout"', stderr: '"stderr"' };
+
+export class DocumentBuilder {
+  private readonly parts: Record<LabelMode, WeakMap<ContainerMeta, string>> = { normalised: new WeakMap(), dotted: new WeakMap() };
+  private readonly namer: IndexNamer | undefined;
+  private lastIndex = '';
+  private lastActionPrefix: string;
+
+  constructor(private readonly options: DocumentOptions) {
+    const { target } = options;
+    // A fixed target goes in the request path (`/<index>/_bulk`), so action lines carry only the id.
+    this.namer = target.dated ? new IndexNamer(target.pattern) : undefined;
+    this.lastActionPrefix = '{"create":{"_id":';
+  }
+
+  /** The bulk request path's index, or undefined when each action line names its own index. */
+  get pathIndex(): string | undefined {
+    return this.namer === undefined ? this.options.target.pattern : undefined;
+  }
+
+  /** The ECS document of one record, as JSON. */
+  document(r: LogRecord, labels: LabelMode): string {
+    const cache = this.parts[labels];
+    let tail = cache.get(r.container);
+    if (tail === undefined) {
+      tail = containerPart(r.container, this.options.target, labels);
+      cache.set(r.container, tail);
+    }
+    const message = r.line.toString('utf8');
+    const messageJson = JSON.stringify(message);
+    const level = jsonLevel(r.line, message);
+    let doc = `{"@timestamp":"${formatRfc3339Nano(r.timeNano)}","message":${messageJson},"stream":${STREAM_JSON[r.source] ?? JSON.stringify(r.source)}`;
+    if (level !== undefined && r.truncated) doc += `,"log":{"level":${JSON.stringify(level)},"flags":["truncated"]}`;
+    else if (level !== undefined) doc += `,"log":{"level":${JSON.stringify(level)}}`;
+    // Filebeat's marker for a cut line; ecs@mappings maps it as keyword.
+    else if (r.truncated) doc += ',"log":{"flags":["truncated"]}';
+    if (this.options.eventOriginal) doc += `,"event":{"original":${messageJson}}`;
+    return `${doc}${tail}}`;
+  }
+
+  /** The action line: `{"create":{"_id":…}}`, with `_index` when the index depends on the record's time. */
+  action(r: LogRecord): string {
+    if (this.namer !== undefined) {
+      const index = this.namer.nameFor(r.timeNano);
+      if (index !== this.lastIndex) {
+        this.lastIndex = index;
+        this.lastActionPrefix = `{"create":{"_index":${JSON.stringify(index)},"_id":`;
+      }
+    }
+    return `${this.lastActionPrefix}${JSON.stringify(recordId(r))}}}`;
+  }
+
+  /** Action and document of one record, each ending in a newline: one record's slice of the NDJSON body. */
+  entry(r: LogRecord, labels: LabelMode): string {
+    return `${this.action(r)}\n${this.document(r, labels)}\n`;
+  }
+}
