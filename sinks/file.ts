@@ -1,0 +1,164 @@
+/**
+ * The file sink: JSON lines (sinks/file/json-lines.ts) appended to a file per path template, rotated
+ * by size like Docker's `local` driver (sinks/file/rotating-file.ts). Every stream whose template
+ * resolves to the same path (a container's restarts, or containers sharing a fixed path) shares one
+ * instance, hence one writer; that instance keeps the options of the container that opened it.
+ * Line bytes that are not valid UTF-8 are written with U+FFFD in their place (JSON text is Unicode).
+ * The file is not reopened if something else moves or deletes it: use file-max-size/file-max-file,
+ * not logrotate.
+ */
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { ContainerInfo } from '../src/container-info.js';
+import { OptionError, opt, type OptionTable, type ParsedOptions } from '../src/option-table.js';
+import { compileTemplate, type RenderTemplate } from '../src/pipeline/template.js';
+import { JsonLinesEncoder } from './file/json-lines.js';
+import { RotatingFile } from './file/rotating-file.js';
+import {
+  type BatchLimits, type ContainerMeta, FatalSinkError, type LogRecord, RetryableSinkError, type Sink, type SinkDefinition, type WriteOutcome,
+} from './sink.js';
+
+/** A parsed `file-path`: the text as given and its compiled template. */
+export interface PathTemplate {
+  readonly text: string;
+  readonly render: RenderTemplate;
+}
+
+/** Info fields a path template may use: those ContainerMeta carries (the sink sees no more). */
+const PATH_TEMPLATE_FIELDS = [
+  'ID', 'FullID', 'Name', 'ImageID', 'ImageFullID', 'ImageName', 'DaemonName', 'Hostname',
+  'ContainerID', 'ContainerName', 'ContainerImageID', 'ContainerImageName', 'ContainerLabels',
+];
+
+export function parsePathTemplate(text: string): PathTemplate {
+  if (!text.startsWith('/')) throw new Error('is not an absolute path (it must start with /)');
+  try {
+    return { text, render: compileTemplate(text, { availableFields: PATH_TEMPLATE_FIELDS }) };
+  } catch (err) {
+    throw new Error(`is not a valid template: ${(err as Error).message}`);
+  }
+}
+
+/** An octal permission mode such as 0640 or 640. */
+export function parseFileMode(text: string): number {
+  if (!/^0?[0-7]{3}$/.test(text.trim())) throw new Error('is not an octal file mode (use e.g. 0640)');
+  return parseInt(text.trim(), 8);
+}
+
+export const fileOptions = {
+  'file-path': opt.custom<PathTemplate>('/var/log/shiplog/{{.Name}}.log', 'File the lines are appended to, one JSON object per line. An absolute path; a template with {{.Name}} {{.ID}} {{.FullID}} {{.ImageName}} {{.ImageID}} {{.Hostname}} {{index .ContainerLabels "k"}} and the tag functions (lower, upper, ...). Streams that resolve to the same path share one writer; its directories are created.', 'path template', parsePathTemplate),
+  'file-max-size': opt.size('100m', 'Size at which the file is rotated (checked before each line, as Docker\'s local driver does; decimal units: 1k = 1000 bytes).'),
+  'file-max-file': opt.int('5', 'Files kept, the current one included: <path>, <path>.1 (newest) … <path>.<n-1>. 1 = the file is emptied (recreated) instead of rotated.', 1, 1000),
+  'file-mode': opt.custom('0640', 'Permissions (octal) of the log files shiplog creates; new directories get the same plus x where r is set.', 'octal mode', parseFileMode),
+  'file-fsync': opt.bool('false', 'Sync each batch to disk before it counts as delivered, so it survives a power loss (costs one disk flush per batch).'),
+} as const satisfies OptionTable;
+
+export type FileOptionTable = typeof fileOptions;
+export type FileOptions = ParsedOptions<FileOptionTable>;
+
+const LIMITS: BatchLimits = {
+  maxRecords: 10_000,
+  maxBytes: 4 * 1024 * 1024,
+  maxLatencyMs: 200,
+  concurrency: 1,
+  maxRetries: Number.POSITIVE_INFINITY,
+  backoffMaxMs: 5_000,
+};
+
+/** Errors no retry can fix: the path itself is wrong. Everything else (ENOSPC, EIO, EACCES, ...) is retried. */
+const FATAL_CODES = new Set(['EISDIR', 'ENOTDIR', 'ENAMETOOLONG', 'ELOOP']);
+
+/**
+ * `satisfies` rather than a type annotation: the checks are the same, and the inferred type stays
+ * assignable to the registry's `SinkDefinition` (TS measures SinkDefinition<T> as invariant in T).
+ */
+export const fileSink = {
+  name: 'file',
+  options: fileOptions,
+  validate(opts) {
+    // The template was compiled when file-path was parsed (so its error says where the value came from).
+    if (opts['file-max-size'] < 1) throw new OptionError('invalid log-opt "file-max-size": must be at least 1 byte');
+  },
+  instanceKey: (opts, container) => resolveFilePath(opts, container),
+  batchLimits: () => LIMITS,
+  create: (opts, ctx) => new FileSink(
+    new RotatingFile(resolveFilePath(opts, ctx.container), { maxFiles: opts['file-max-file'], mode: opts['file-mode'], fsync: opts['file-fsync'] }),
+    opts['file-max-size'],
+    ctx.logger,
+  ),
+} satisfies SinkDefinition<FileOptionTable>;
+
+/** The file a container's lines go to: file-path rendered for it, normalised. */
+export function resolveFilePath(opts: FileOptions, container: ContainerMeta): string {
+  const rendered = opts['file-path'].render(infoFromMeta(container), container.hostname);
+  if (rendered.includes('\0')) throw new OptionError(`invalid log-opt "file-path": ${JSON.stringify(opts['file-path'].text)} renders to a path with a NUL byte`);
+  return path.resolve(rendered);
+}
+
+/** The Info a path template sees: what ContainerMeta carries (PATH_TEMPLATE_FIELDS), the rest empty. */
+function infoFromMeta(c: ContainerMeta): ContainerInfo {
+  return {
+    Config: {}, ContainerID: c.id, ContainerName: `/${c.name}`, ContainerEntrypoint: '', ContainerArgs: [],
+    ContainerImageID: c.imageId, ContainerImageName: c.imageName, ContainerCreated: '', ContainerEnv: null,
+    ContainerLabels: { ...c.labels }, LogPath: '', DaemonName: 'docker',
+  };
+}
+
+/**
+ * Writes batches strictly in call order, one at a time, even when the core calls write() again
+ * before the previous one settled. A batch is one buffer and, between rotations, one write.
+ */
+export class FileSink implements Sink {
+  readonly name = 'file';
+  private readonly encoder = new JsonLinesEncoder();
+  private queue: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  constructor(private readonly file: RotatingFile, private readonly maxFileBytes: number, private readonly logger: Logger) {}
+
+  write(batch: readonly LogRecord[]): Promise<WriteOutcome | void> {
+    if (this.closed) return Promise.reject(new RetryableSinkError(`file sink ${this.file.path} is closed`));
+    const result = this.queue.then(() => this.writeNow(batch));
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  /** Waits for the writes already asked for, then syncs and closes the file. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.queue;
+    await this.file.close();
+  }
+
+  private async writeNow(batch: readonly LogRecord[]): Promise<WriteOutcome | void> {
+    if (batch.length === 0) return;
+    /** Records before this index are in a file: after a failure only the rest is retried. */
+    let written = 0;
+    try {
+      const encoded = this.encoder.encode(batch, await this.file.currentSize(), this.maxFileBytes);
+      let start = 0;
+      for (const cut of encoded.cuts) {
+        await this.file.append(encoded.bytes.subarray(start, cut.offset));
+        written = cut.record;
+        await this.file.rotate();
+        start = cut.offset;
+      }
+      await this.file.append(encoded.bytes.subarray(start));
+    } catch (err) {
+      const failure = classify(err, this.file.path);
+      if (written === 0) throw failure;
+      const rest = batch.slice(written);
+      this.logger.warn({ path: this.file.path, written, failed: rest.length, err: failure.message }, 'file sink wrote part of a batch');
+      return failure instanceof FatalSinkError
+        ? { deadLetters: rest.map((record) => ({ record, reason: failure.message })) }
+        : { retry: rest };
+    }
+  }
+}
+
+function classify(err: unknown, file: string): RetryableSinkError | FatalSinkError {
+  if (err instanceof RetryableSinkError || err instanceof FatalSinkError) return err;
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  const message = `cannot write ${file}: ${err instanceof Error ? err.message : String(err)}`;
+  return FATAL_CODES.has(code) ? new FatalSinkError(message) : new RetryableSinkError(message);
+}
