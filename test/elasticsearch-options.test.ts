@@ -111,7 +111,8 @@ describe('elasticsearch option table', () => {
     expect(errorOf({ 'es-url': URL, 'es-username': 'u' })).toMatch(/"es-username": is set without es-password/);
     expect(errorOf({ 'es-url': URL, 'es-username': 'u', 'es-password': 'p', 'es-api-key': 'k' })).toMatch(/"es-api-key".*choose one/);
     expect(errorOf({ 'es-url': URL, 'es-username': 'u', 'es-password': 'hunter2' })).toBe('');
-    for (const config of [{ 'es-url': URL, 'es-password': 'hunter2' }, { 'es-url': URL, 'es-api-key': 'hunter2', 'es-username': 'u' }]) {
+    const configs: Record<string, string>[] = [{ 'es-url': URL, 'es-password': 'hunter2' }, { 'es-url': URL, 'es-api-key': 'hunter2', 'es-username': 'u' }];
+    for (const config of configs) {
       expect(errorOf(config)).not.toContain('hunter2');
     }
   });
@@ -158,7 +159,8 @@ describe('elasticsearch instance key', () => {
   it('is shared by containers with equal settings and differs when any setting differs', () => {
     const a = parse({ 'es-url': URL, 'es-username': 'u', 'es-password': 'p1' });
     expect(elasticsearchSink.instanceKey(a, meta('c1'))).toBe(elasticsearchSink.instanceKey(parse({ 'es-url': URL, 'es-username': 'u', 'es-password': 'p1' }), meta('c2')));
-    for (const change of [{ 'es-password': 'p2' }, { 'es-index': 'other' }, { 'es-pipeline': 'p' }, { 'es-compress': 'false' }, { 'es-timeout': '5s' }, { 'es-url': 'http://other:9200' }, { 'es-event-original': 'true' }]) {
+    const changes: Record<string, string>[] = [{ 'es-password': 'p2' }, { 'es-index': 'other' }, { 'es-pipeline': 'p' }, { 'es-compress': 'false' }, { 'es-timeout': '5s' }, { 'es-url': 'http://other:9200' }, { 'es-event-original': 'true' }];
+    for (const change of changes) {
       const b = parse({ 'es-url': URL, 'es-username': 'u', 'es-password': 'p1', ...change });
       expect(elasticsearchInstanceKey(b), JSON.stringify(change)).not.toBe(elasticsearchInstanceKey(a));
     }

@@ -58,8 +58,8 @@ function sinkFor(config: Record<string, string>, logs: Captured = captureLogs(),
 /** The _id of every stored doc of `target`, in acceptance order. */
 const storedIds = (target = DS): string[] => es.docs(target).map((d) => d._id);
 const messages = (target = DS): unknown[] => es.sources(target).map((s) => s['message']);
-const retryOf = (o: WriteOutcome): readonly LogRecord[] => o.retry ?? [];
-const deadOf = (o: WriteOutcome) => o.deadLetters ?? [];
+const retryOf = (o: WriteOutcome | void): readonly LogRecord[] => o?.retry ?? [];
+const deadOf = (o: WriteOutcome | void) => o?.deadLetters ?? [];
 
 beforeAll(async () => {
   es = await startFakeEs();

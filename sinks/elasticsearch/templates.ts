@@ -155,7 +155,8 @@ export class TemplateInstaller {
    * Never rejects.
    */
   async beforeWrite(): Promise<void> {
-    if (this.running === undefined && this.state === 'failed-retryable' && this.now() - this.lastAttempt >= this.retryAfterMs) {
+    if (this.state === 'idle') this.start();
+    else if (this.running === undefined && this.state === 'failed-retryable' && this.now() - this.lastAttempt >= this.retryAfterMs) {
       this.running = this.attempt();
     }
     if (this.running !== undefined) await this.running;
