@@ -537,8 +537,14 @@ class FakeElasticsearch implements FakeEs {
         } catch (err) {
           // A bug in fake-es answers 500 rather than crashing the test run.
           const esError = err instanceof EsError ? err : new EsError(500, 'fake_es_internal_error', err instanceof Error ? err.stack ?? err.message : String(err));
-          if (fault?.kind === 'delay' && (fault.when ?? 'after') === 'after') this.later(fault.ms, () => sendError(esError));
-          else sendError(esError);
+          if (fault?.kind === 'reset') {
+            req.socket.destroy();
+            this.events.emit('change');
+          } else if (fault?.kind === 'delay' && (fault.when ?? 'after') === 'after') {
+            this.later(fault.ms, () => sendError(esError));
+          } else {
+            sendError(esError);
+          }
           return;
         }
         this.events.emit('change');
