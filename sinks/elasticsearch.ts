@@ -67,7 +67,7 @@ export class ElasticsearchSink implements Sink {
   constructor(
     private readonly client: Client,
     private readonly opts: ElasticsearchOptions,
-    private readonly target: Target,
+    target: Target,
     private readonly logger: Logger,
   ) {
     this.builder = new DocumentBuilder({ target, eventOriginal: opts['es-event-original'] });

@@ -146,7 +146,7 @@ export class TemplateInstaller {
 
   /** Starts the first attempt without waiting for it. */
   start(): void {
-    if (this.state === 'idle') this.running = this.attempt();
+    if (this.state === 'idle' && !this.closed) this.running = this.attempt();
   }
 
   /**
