@@ -327,27 +327,29 @@ export class ContainerLog {
       this.logger.warn({ container: this.id, err }, 'store: could not open a rotated segment to compress it');
       return;
     }
-    const done = compressSegment(sourceFd, temp, segment.lastTime).then(
-      (compressedBytes) => {
-        if (segment.deleted) {
-          fs.rmSync(temp, { force: true });
-          if (this.segments.length === 0 && this.writerCount === 0) this.removeDirIfEmpty();
-          return;
-        }
-        // Sync, in one tick: readers open by the current name and see either form, never neither.
-        const index = this.currentSeq - segment.seq;
-        fs.renameSync(temp, path.join(this.dir, segmentFileName(index, true)));
-        fs.rmSync(path.join(this.dir, segmentFileName(index, false)), { force: true });
-        segment.compressed = true;
-        segment.diskBytes = compressedBytes;
-      },
-      (err: unknown) => {
-        fs.rmSync(temp, { force: true });
+    const done = compressSegment(sourceFd, temp, segment.lastTime)
+      .then((compressedBytes) => this.installCompressed(segment, temp, compressedBytes))
+      .catch((err: unknown) => {
+        removeQuietly(temp);
         this.logger.warn({ container: this.id, err }, 'store: compressing a rotated segment failed; kept it uncompressed');
-      },
-    );
+      });
     const tracked = done.finally(() => this.compressions.delete(tracked));
     this.compressions.add(tracked);
+  }
+
+  /** Puts a finished .gz in place of its plain segment. Sync, in one tick: readers open by the current name and see either form, never neither. */
+  private installCompressed(segment: SegmentState, temp: string, compressedBytes: number): void {
+    if (segment.deleted) {
+      fs.rmSync(temp, { force: true });
+      if (this.segments.length === 0 && this.writerCount === 0) this.removeDirIfEmpty();
+      return;
+    }
+    const index = this.currentSeq - segment.seq;
+    fs.renameSync(temp, path.join(this.dir, segmentFileName(index, true)));
+    segment.compressed = true;
+    segment.diskBytes = compressedBytes;
+    // If this unlink failed, both forms would exist; load keeps the plain one.
+    fs.rmSync(path.join(this.dir, segmentFileName(index, false)), { force: true });
   }
 
   /** Resolves when no compression is running. */
@@ -381,6 +383,14 @@ export class ContainerLog {
     this.writerCount = 0;
     this.closeCurrentFile();
     this.notifyFollowers();
+  }
+}
+
+function removeQuietly(file: string): void {
+  try {
+    fs.rmSync(file, { force: true });
+  } catch {
+    // a leftover temp file is removed at the next load
   }
 }
 
