@@ -4,9 +4,10 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import zlib from 'node:zlib';
 import pino from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { decodeEntry, encodeEntry, frame } from '../src/entry.js';
 import { LogEntry } from '../src/generated/entry.js';
+import { ReadSession } from '../src/store/read-session.js';
 import { LogStore, type ContainerLogWriter, type ReadRequest, type RotationOptions } from '../src/store/store.js';
 import { bigIntToParts, partsToBigInt } from '../src/time.js';
 
@@ -466,6 +467,28 @@ describe('LogStore since/until', () => {
 });
 
 describe('LogStore follow', () => {
+  /**
+   * Resolves when a follower has caught up and starts waiting for a writer (a spy on the session's
+   * wait), so a test can append knowing the entries can only reach the reader as live ones.
+   */
+  type Waiting = { waitForData(): Promise<void> };
+  const proto = ReadSession.prototype as unknown as Waiting;
+  const originalWait = proto.waitForData;
+  let idleWaiters: (() => void)[] = [];
+  beforeAll(() => {
+    proto.waitForData = function waitForDataSpy(this: Waiting): Promise<void> {
+      const waiting = originalWait.call(this);
+      const waiters = idleWaiters;
+      idleWaiters = [];
+      for (const resolve of waiters) resolve();
+      return waiting;
+    };
+  });
+  afterAll(() => {
+    proto.waitForData = originalWait;
+  });
+  const followerIdle = (): Promise<void> => new Promise((resolve) => idleWaiters.push(resolve));
+
   it('streams the backlog, then entries appended after subscribing, across rotations, without gap or duplicate; ends when the last writer is released', async () => {
     const root = tempRoot();
     const { store } = await openStore(root);
@@ -473,14 +496,19 @@ describe('LogStore follow', () => {
     writeNumbered(w, 0, 50, 3);
     const out = new Collector();
     let finished = false;
+    let idle = followerIdle();
     const reading = store.read(ID_A, { tail: -1, follow: true }, out).then(() => {
       finished = true;
     });
-    // Appended in the same tick as the subscription and later, while the backlog is being read.
+    // Appended in the same tick as the subscription, so while the backlog is being read.
     writeNumbered(w, 50, 50, 4);
-    await out.untilFrames(100);
+    await idle;
+    expect(numbers(out.frames())).toEqual(range(0, 100));
+    // Appended while the follower waits: these arrive only as live entries, across more rotations.
+    idle = followerIdle();
     writeNumbered(w, 100, 30, 2);
-    await out.untilFrames(130);
+    await idle;
+    expect(numbers(out.frames())).toEqual(range(0, 130));
     expect(finished).toBe(false);
     w.release();
     await reading;
@@ -494,7 +522,9 @@ describe('LogStore follow', () => {
     const w = store.openWriter(ID_A, NO_ROTATION);
     writeNumbered(w, 0, 10, 5);
     const out = new Collector();
+    const idle = followerIdle();
     const reading = store.read(ID_A, { tail: 2, follow: true }, out);
+    await idle;
     writeNumbered(w, 10, 2);
     await out.untilFrames(4);
     w.release();
@@ -509,11 +539,15 @@ describe('LogStore follow', () => {
     writeNumbered(w1, 0, 2);
     const out = new Collector();
     let finished = false;
+    let idle = followerIdle();
     const reading = store.read(ID_A, { tail: -1, follow: true }, out).then(() => {
       finished = true;
     });
+    await idle;
     const w2 = store.openWriter(ID_A, NO_ROTATION);
+    idle = followerIdle();
     w1.release();
+    await idle; // woken by the release, still following: w2 is open
     writeNumbered(w2, 2, 2);
     await out.untilFrames(4);
     expect(finished).toBe(false);
@@ -603,7 +637,9 @@ describe('LogStore follow', () => {
     const w = store.openWriter(ID_A, NO_ROTATION);
     writeNumbered(w, 0, 3);
     const out = new Collector();
+    const idle = followerIdle();
     const reading = store.read(ID_A, { tail: -1, follow: true, since: tAt(5) }, out);
+    await idle;
     writeNumbered(w, 3, 4); // 3..6
     await out.untilFrames(2);
     w.release();
