@@ -54,6 +54,11 @@ export class Driver {
     return this.streams.size;
   }
 
+  /** Resolves when the stream of `file` has ended and what it read is in the store (at once if none). */
+  whenEnded(file: string): Promise<void> {
+    return this.streams.get(path.resolve(file))?.ended ?? Promise.resolve();
+  }
+
   /** Validates options, opens the FIFO and starts reading. No network I/O: sinks connect in the background. */
   async startLogging(file: string, rawInfo: Partial<ContainerInfo>): Promise<void> {
     if (this.shuttingDown) throw new DriverError('shiplog is shutting down');
