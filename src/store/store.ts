@@ -5,6 +5,15 @@
  *
  * The driver appends through a ContainerLogWriter per FIFO stream and serves ReadLogs with read().
  * A global byte budget deletes whole segments, stopped containers' first.
+ *
+ * Choices worth knowing:
+ * - Rotation is checked before each flush (one write per FIFO chunk), so a segment may exceed
+ *   max-size by one flush, where Docker's exceeds it by one record.
+ * - Followers read from the files, never from an in-memory queue (read-session.ts): a slow reader
+ *   costs one read batch of memory and falls behind on disk. If rotation or the budget deletes
+ *   segments it has not reached, it skips to the oldest remaining one and logs a warning once.
+ * - Compressed segments carry Docker's `{"lastTime":…}` in the gzip Extra field, so Docker's own
+ *   tools read them and Since skips them after reading a few header bytes.
  */
 import fs from 'node:fs';
 import type { Writable } from 'node:stream';
