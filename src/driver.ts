@@ -47,7 +47,7 @@ export class Driver {
   private shuttingDown = false;
 
   constructor(private readonly parts: DriverParts) {
-    this.hostname = parts.settings.hostname !== '' ? parts.settings.hostname : os.hostname();
+    this.hostname = parts.settings['host-name'] !== '' ? parts.settings['host-name'] : os.hostname();
   }
 
   get liveStreams(): number {

@@ -38,8 +38,17 @@ export const opt = {
   custom: <V>(def: string, doc: string, kind: string, parse: (t: string) => V, secret = false): OptionSpec<V> => ({ default: def, doc, kind, parse, secret }),
 };
 
-/** The environment variable that overrides an option's built-in default: `max-size` → `MAX_SIZE`. */
+/**
+ * The environment variable that overrides a log-opt's built-in default: `max-size` → `LOG_OPT_MAX_SIZE`
+ * (as daemon.json's "log-opts", for every container). The prefix keeps a shell's stray `TAG` or
+ * `ENV` from turning into a default.
+ */
 export function envNameFor(key: string): string {
+  return `LOG_OPT_${plainEnvName(key)}`;
+}
+
+/** `store-budget` → `STORE_BUDGET`: plugin settings use plain names. */
+export function plainEnvName(key: string): string {
   return key.toUpperCase().replace(/-/g, '_');
 }
 
@@ -47,16 +56,21 @@ export function envNameFor(key: string): string {
  * Parses `config` (a container's log-opts) against `table`. Precedence: built-in default < `env`
  * (plugin settings) < log-opt. Keys not in the table are ignored here; options.ts rejects unknown keys.
  */
-export function parseTable<T extends OptionTable>(table: T, config: Readonly<Record<string, string>>, env: Readonly<Record<string, string | undefined>>): ParsedOptions<T> {
+export function parseTable<T extends OptionTable>(
+  table: T,
+  config: Readonly<Record<string, string>>,
+  env: Readonly<Record<string, string | undefined>>,
+  envName: (key: string) => string = envNameFor,
+): ParsedOptions<T> {
   const out: Record<string, unknown> = {};
   for (const [key, spec] of Object.entries(table)) {
     const fromOpt = config[key];
-    const fromEnv = env[envNameFor(key)];
+    const fromEnv = env[envName(key)];
     const text = fromOpt ?? fromEnv ?? spec.default;
     try {
       out[key] = spec.parse(text);
     } catch (err) {
-      const where = fromOpt !== undefined ? 'log-opt' : fromEnv !== undefined ? `plugin setting ${envNameFor(key)} for log-opt` : 'default of log-opt';
+      const where = fromOpt !== undefined ? 'log-opt' : fromEnv !== undefined ? `setting ${envName(key)} for` : 'default of';
       const shown = spec.secret ? '(hidden)' : JSON.stringify(text);
       throw new OptionError(`invalid ${where} "${key}": ${shown} ${(err as Error).message}`);
     }

@@ -1,10 +1,10 @@
 /**
  * Plugin-wide settings, read once from the environment (config.json `env`, changed with
  * `docker plugin set`; or the shell for a plain process). Per-container log-opt defaults are also
- * taken from the environment (option `max-size` ← `MAX_SIZE`, see option-table.ts); this table is
+ * taken from the environment (log-opt `max-size` ← `LOG_OPT_MAX_SIZE`, see option-table.ts); this table is
  * only what is not per container. Precedence: built-in default < environment < per-container log-opt.
  */
-import { opt, parseTable, type ParsedOptions } from './option-table.js';
+import { opt, parseTable, plainEnvName, type ParsedOptions } from './option-table.js';
 
 export const settingsTable = {
   'log-level': opt.oneOf('info', "shiplog's own log level (its logs go to stdout, which dockerd relays into its log)", ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
@@ -13,11 +13,11 @@ export const settingsTable = {
   'store-budget': opt.size('1g', 'Total size of the local store across containers; past it the oldest files of stopped containers go first'),
   'sink-queue-size': opt.size('64m', 'Bytes of records waiting in memory per sink instance; past it records are dropped and counted'),
   'shutdown-timeout': opt.duration('10s', 'On SIGTERM, how long to wait for sinks to deliver what they hold'),
-  'hostname': opt.string('', "Host name put on records ({{.Hostname}}, host.name); empty = this machine's"),
+  'host-name': opt.string('', "Host name put on records ({{.Hostname}}, host.name); empty = this machine's"),
 } as const;
 
 export type Settings = ParsedOptions<typeof settingsTable>;
 
 export function readSettings(env: Readonly<Record<string, string | undefined>>): Settings {
-  return parseTable(settingsTable, {}, env);
+  return parseTable(settingsTable, {}, env, plainEnvName);
 }

@@ -57,9 +57,9 @@ describe('elasticsearch option table', () => {
   });
 
   it('takes defaults from plugin settings, overridden by log-opts', () => {
-    expect(parse({}, { ES_URL: URL, ES_BATCH_DOCS: '10' })['es-batch-docs']).toBe(10);
+    expect(parse({}, { LOG_OPT_ES_URL: URL, LOG_OPT_ES_BATCH_DOCS: '10' })['es-batch-docs']).toBe(10);
     expect(parse({ 'es-batch-docs': '20' }, { ES_BATCH_DOCS: '10' })['es-batch-docs']).toBe(20);
-    expect(parse({}, { ES_URL: URL })['es-url']).toEqual([URL]);
+    expect(parse({}, { LOG_OPT_ES_URL: URL })['es-url']).toEqual([URL]);
   });
 
   it('parses several comma-separated URLs, trimming, dropping trailing slashes and duplicates', () => {

@@ -1,6 +1,6 @@
 /**
  * The elasticsearch sink's log-opts: one table, each option with its default and doc side by side
- * (README's table is generated from it). Plugin settings (env `ES_URL`, …) override the defaults.
+ * (README's table is generated from it). Plugin settings (env `LOG_OPT_ES_URL`, …) override the defaults.
  */
 import { accessSync, constants } from 'node:fs';
 import { OptionError, opt } from '../../src/option-table.js';

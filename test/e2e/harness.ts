@@ -88,7 +88,7 @@ export async function startDriver(opts: DriverOptions = {}): Promise<DriverProce
   const socket = `/run/docker/plugins/${name}.sock`;
   const child = spawn(process.execPath, [path.join(root, 'dist/src/main.js')], {
     env: {
-      ...process.env, SOCKET: socket, STATE_DIR: stateDir, FILE_PATH: `${filesDir}/{{.Name}}.log`, LOG_LEVEL: 'debug',
+      ...process.env, SOCKET: socket, STATE_DIR: stateDir, LOG_OPT_FILE_PATH: `${filesDir}/{{.Name}}.log`, LOG_LEVEL: 'debug',
       ...opts.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

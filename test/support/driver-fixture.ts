@@ -19,7 +19,7 @@ export async function driverFixture(env: Record<string, string> = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shiplog-fx-'));
   const fifoDir = path.join(dir, 'logging');
   fs.mkdirSync(fifoDir);
-  const fullEnv = { STATE_DIR: path.join(dir, 'state'), FILE_PATH: path.join(dir, 'files', '{{.Name}}.log'), ...env };
+  const fullEnv = { STATE_DIR: path.join(dir, 'state'), LOG_OPT_FILE_PATH: path.join(dir, 'files', '{{.Name}}.log'), ...env };
   const settings = readSettings(fullEnv);
   const logger = pino({ level: 'silent' });
   const store = new LogStore({ root: path.join(settings['state-dir'], 'containers'), budgetBytes: settings['store-budget'], logger });
