@@ -3,10 +3,10 @@
  * with its flags, served by shiplog's ReadLogs.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type DriverProcess, IMAGE, docker, dockerOk, readFileSink, startDriver, uniqueName, waitFor, waitForFileSink } from './harness.js';
+import { DRIVER_NAME, type DriverProcess, IMAGE, docker, dockerOk, readFileSink, startDriver, uniqueName, waitFor, waitForFileSink } from './harness.js';
 
 let driver: DriverProcess;
-const LD = ['--log-driver', 'shiplog-e2e'];
+const LD = ['--log-driver', DRIVER_NAME];
 
 beforeAll(async () => {
   driver = await startDriver();

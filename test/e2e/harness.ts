@@ -12,6 +12,11 @@ import { inject } from 'vitest';
 
 export const root = path.resolve(import.meta.dirname, '../..');
 export const IMAGE = 'shiplog-test/busybox';
+/**
+ * The driver name tests use (socket /run/docker/plugins/<name>.sock). Set SHIPLOG_E2E_NAME to run two
+ * suites on one host at once; set SHIPLOG_E2E_DOCKERD_DIR to give each its own dockerd.
+ */
+export const DRIVER_NAME = process.env.SHIPLOG_E2E_NAME ?? 'shiplog-e2e';
 
 export interface DockerResult {
   code: number;
@@ -81,7 +86,7 @@ export interface DriverOptions {
 
 /** Starts `node dist/src/main.js` listening on /run/docker/plugins/<name>.sock; resolves once it accepts connections. */
 export async function startDriver(opts: DriverOptions = {}): Promise<DriverProcess> {
-  const name = opts.name ?? 'shiplog-e2e';
+  const name = opts.name ?? DRIVER_NAME;
   const work = fs.mkdtempSync(path.join(os.tmpdir(), `${name}-`));
   const stateDir = opts.stateDir ?? path.join(work, 'state');
   const filesDir = opts.filesDir ?? path.join(work, 'files');
