@@ -51,7 +51,9 @@ interface ReadBody { Info: Partial<ContainerInfo>; Config: ReadConfig }
 const OK = { Err: '' };
 
 export function buildServer(driver: Driver, logger: Logger): FastifyInstance {
-  const app = Fastify({ loggerInstance: logger.child({ part: 'api' }) as FastifyBaseLogger, disableRequestLogging: true, bodyLimit: 4 * 1024 * 1024, return503OnClosing: true });
+  // fastify logs every request at info; per-call logging is debug-level detail for shiplog, so its logger starts at warn.
+  const apiLogger = logger.child({ part: 'api' }, { level: logger.isLevelEnabled('trace') ? 'trace' : 'warn' });
+  const app = Fastify({ loggerInstance: apiLogger as FastifyBaseLogger, bodyLimit: 4 * 1024 * 1024, return503OnClosing: true });
 
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
