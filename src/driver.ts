@@ -3,12 +3,14 @@
  * has many streams over its life, and they can overlap briefly), StartLogging / StopLogging /
  * ReadLogs, and shutdown. Knows nothing of HTTP.
  */
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { type ContainerInfo, normalizeInfo } from './container-info.js';
-import { LogStream } from './log-stream.js';
+import type { StreamJournal } from './journal.js';
+import { LogStream, type ResumeFrom, type StreamEnd } from './log-stream.js';
 import { OptionError } from './option-table.js';
 import { parseContainerOptions } from './options.js';
 import { buildContainerMeta } from './pipeline/metadata.js';
@@ -37,12 +39,15 @@ export interface DriverParts {
   readonly store: LogStore;
   readonly sinks: SinkPool;
   readonly logger: Logger;
+  readonly journal: StreamJournal;
   /** Where FIFOs may live; tests may point this elsewhere. */
   readonly fifoDir?: string;
 }
 
 export class Driver {
   private readonly streams = new Map<string, LogStream>();
+  /** Streams that ended and whose journal/store clean-up is still running. */
+  private readonly settling = new Map<string, Promise<void>>();
   private readonly hostname: string;
   private shuttingDown = false;
 
@@ -55,8 +60,10 @@ export class Driver {
   }
 
   /** Resolves when the stream of `file` has ended and what it read is in the store (at once if none). */
-  whenEnded(file: string): Promise<void> {
-    return this.streams.get(path.resolve(file))?.ended ?? Promise.resolve();
+  async whenEnded(file: string): Promise<void> {
+    const fifo = path.resolve(file);
+    await this.streams.get(fifo)?.ended;
+    await this.settling.get(fifo);
   }
 
   /** Validates options, opens the FIFO and starts reading. No network I/O: sinks connect in the background. */
@@ -65,8 +72,39 @@ export class Driver {
     const fifo = this.checkFifoPath(file);
     if (this.streams.has(fifo)) throw new DriverError(`already logging from ${fifo}`);
     const info = normalizeInfo(rawInfo);
-    if (!/^[0-9a-f]{12,64}$/.test(info.ContainerID)) throw new DriverError(`Info.ContainerID ${JSON.stringify(info.ContainerID)} is not a container id`);
+    await this.openStream(fifo, info);
+    // Journalled before dockerd hears back, so a crash from here on still re-attaches.
+    await this.parts.journal.record({ file: fifo, info, startedAt: new Date().toISOString() });
+  }
 
+  /**
+   * At boot: re-attach to every journalled FIFO that still exists (dockerd keeps writing into it while
+   * shiplog is away and never re-sends StartLogging). A FIFO whose dockerd is gone gives EOF at once
+   * and ends normally.
+   */
+  async reattach(): Promise<number> {
+    let attached = 0;
+    for (const entry of await this.parts.journal.list()) {
+      const isFifo = await fs.promises.stat(entry.file).then((st) => st.isFIFO(), () => false);
+      if (!isFifo || this.streams.has(entry.file)) {
+        await this.parts.journal.remove(entry.file);
+        continue;
+      }
+      const carry = await this.parts.journal.takeCarry(entry.file);
+      try {
+        await this.openStream(entry.file, normalizeInfo(entry.info), carry !== undefined ? { carry } : { resync: true });
+        attached++;
+        this.parts.logger.info({ file: entry.file, container: entry.info.ContainerID.slice(0, 12), clean: carry !== undefined }, 're-attached to a FIFO from before the restart');
+      } catch (err) {
+        this.parts.logger.error({ file: entry.file, err: (err as Error).message }, 'could not re-attach; forgetting the stream');
+        await this.parts.journal.remove(entry.file);
+      }
+    }
+    return attached;
+  }
+
+  private async openStream(fifo: string, info: ContainerInfo, resume?: ResumeFrom): Promise<void> {
+    if (!/^[0-9a-f]{12,64}$/.test(info.ContainerID)) throw new DriverError(`Info.ContainerID ${JSON.stringify(info.ContainerID)} is not a container id`);
     let options;
     let container;
     try {
@@ -90,10 +128,15 @@ export class Driver {
       const stream = new LogStream({
         file: fifo, container, store, runners, logger,
         reassembly: { maxBytes: options.core['partial-max-size'], holdMs: options.core['partial-timeout'] },
+        ...(resume !== undefined ? { resume } : {}),
       });
       await stream.open();
       this.streams.set(fifo, stream);
-      void stream.ended.then(() => this.onStreamEnded(stream, store, runners));
+      void stream.ended.then((why) => {
+        const settled = this.onStreamEnded(stream, why, store, runners);
+        this.settling.set(fifo, settled);
+        void settled.finally(() => this.settling.delete(fifo));
+      });
       logger.info({ file: fifo, name: container.name, sinks: options.sinks.map((s) => s.definition.name) }, 'logging started');
     } catch (err) {
       store.release();
@@ -138,18 +181,32 @@ export class Driver {
     return this.parts.store.read(containerId, request, out);
   }
 
-  /** Stops reading every FIFO (unread bytes stay in the pipes), hands what was read to store and sinks. */
+  /**
+   * Stops reading every FIFO: unread bytes stay in the pipes (dockerd holds the other end), the bytes
+   * of a frame read only in part go to the journal, and the journal keeps every stream for the next
+   * start to re-attach. What was read is in the store and handed to sinks.
+   */
   async shutdown(): Promise<void> {
     this.shuttingDown = true;
     const streams = [...this.streams.values()];
-    for (const s of streams) s.close();
+    for (const s of streams) {
+      s.close();
+      const carry = s.carry();
+      if (carry !== undefined) this.parts.journal.saveCarry(s.file, carry);
+    }
     await Promise.all(streams.map((s) => s.ended));
   }
 
-  private async onStreamEnded(stream: LogStream, store: { release(): void }, runners: readonly SinkRunner[]): Promise<void> {
+  private async onStreamEnded(stream: LogStream, why: StreamEnd, store: { release(): void }, runners: readonly SinkRunner[]): Promise<void> {
     this.streams.delete(stream.file);
     store.release();
-    await Promise.all(runners.map((r) => this.parts.sinks.release(r)));
+    if (why !== 'shutdown') {
+      await this.parts.journal.remove(stream.file);
+      // EOF without StopLogging: dockerd went away and never removes its FIFOs; nobody will write here again.
+      if (!stream.stopping) await fs.promises.rm(stream.file, { force: true }).catch(() => undefined);
+    }
+    // Sinks may take long to deliver what they hold (an outage); that is not part of ending the stream.
+    for (const r of runners) void this.parts.sinks.release(r);
   }
 
   private checkFifoPath(file: unknown): string {

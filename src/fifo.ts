@@ -12,15 +12,40 @@ const open = promisify(fs.open);
 const fstat = promisify(fs.fstat);
 const close = promisify(fs.close);
 
-/** Opens `path` as a readable socket. The socket owns the fd and closes it when destroyed. */
-export async function openFifo(path: string): Promise<net.Socket> {
+export interface OpenedFifo {
+  /** Reads the rest of the stream; owns the fd and closes it when destroyed. Undefined when `writerGone`. */
+  readonly socket: net.Socket | undefined;
+  /** Bytes already waiting in the pipe when it was opened (read before the socket took over). */
+  readonly initial: Buffer | undefined;
+  /**
+   * Nobody holds the write end any more (dockerd died, or closed it before this reader came): the
+   * stream is over. epoll reports no hang-up to a reader that opened after the last writer left, so
+   * this is found out by one non-blocking read at open.
+   */
+  readonly writerGone: boolean;
+}
+
+export async function openFifo(path: string): Promise<OpenedFifo> {
   const fd = await open(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   try {
     const st = await fstat(fd);
     if (!st.isFIFO()) throw new Error(`${path} is not a FIFO`);
+    const probe = Buffer.allocUnsafe(65536);
+    let n: number;
+    try {
+      n = fs.readSync(fd, probe, 0, probe.length, null);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      n = -1; // a writer is there, nothing to read yet
+    }
+    if (n === 0) {
+      await close(fd);
+      return { socket: undefined, initial: undefined, writerGone: true };
+    }
+    const socket = new net.Socket({ fd, readable: true, writable: false, allowHalfOpen: true });
+    return { socket, initial: n > 0 ? probe.subarray(0, n) : undefined, writerGone: false };
   } catch (err) {
     await close(fd).catch(() => undefined);
     throw err;
   }
-  return new net.Socket({ fd, readable: true, writable: false, allowHalfOpen: true });
 }

@@ -10,7 +10,18 @@ export interface FrameSink {
   onFrame(message: Buffer, framed: Buffer): void;
   /** A frame whose declared length exceeds the cap; its bytes are skipped. */
   onOversize(declaredLength: number): void;
+  /** Bytes skipped while looking for the next frame start after a resync (see startResync). */
+  onResyncSkipped?(bytes: number): void;
 }
+
+/** `0a 06 "std"` + `out`/`err`: field 1 (source) always comes first in dockerd's entries. */
+const SOURCE_STD = Buffer.from([0x0a, 0x06, 0x73, 0x74, 0x64]);
+const OUT = Buffer.from('out');
+const ERR = Buffer.from('err');
+/** Bytes needed to recognise a frame start: 4 length + 2 tag/len + 6 "stdout"/"stderr". */
+const FRAME_START_BYTES = 12;
+/** How much unrecognisable input the resync scan keeps before discarding it (bounded memory). */
+const RESYNC_WINDOW = 1 << 20;
 
 export const DEFAULT_MAX_FRAME_BYTES = 1_000_000;
 
@@ -23,12 +34,33 @@ export class FrameSplitter {
   private headerFilled = 0;
   /** Bytes still to discard from an oversize frame. */
   private skipRemaining = 0;
+  /** Set while looking for a frame start (the stream may begin inside a frame). */
+  private resyncBuffer: Buffer | undefined;
 
   constructor(private readonly sink: FrameSink, private readonly maxFrameBytes = DEFAULT_MAX_FRAME_BYTES) {}
 
   /** True when the stream stopped exactly at a frame boundary. */
   get atBoundary(): boolean {
-    return this.pending === undefined && this.headerFilled === 0 && this.skipRemaining === 0;
+    return this.pending === undefined && this.headerFilled === 0 && this.skipRemaining === 0 && this.resyncBuffer === undefined;
+  }
+
+  /**
+   * The bytes of an unfinished frame, for a later reader of the same stream to push first (the
+   * journal's carry). Undefined when the state cannot be carried (skipping an oversize frame, or
+   * still resyncing): that reader must resync instead.
+   */
+  carry(): Buffer | undefined {
+    if (this.skipRemaining > 0 || this.resyncBuffer !== undefined) return undefined;
+    if (this.pending !== undefined) return Buffer.from(this.pending.subarray(0, this.pendingFilled));
+    return Buffer.from(this.header.subarray(0, this.headerFilled));
+  }
+
+  /**
+   * The next bytes may start inside a frame (a reader that crashed took part of it): skip to the
+   * first position that looks like a dockerd frame start, reporting what was skipped.
+   */
+  startResync(): void {
+    this.resyncBuffer = Buffer.alloc(0);
   }
 
   /** Bytes held back waiting for the rest of a frame. */
@@ -37,6 +69,10 @@ export class FrameSplitter {
   }
 
   push(chunk: Buffer): void {
+    if (this.resyncBuffer !== undefined) {
+      this.scanForFrameStart(chunk);
+      return;
+    }
     let pos = 0;
     const end = chunk.length;
     while (pos < end) {
@@ -87,6 +123,29 @@ export class FrameSplitter {
       chunk.copy(this.pending, 0, pos, end);
       this.pendingFilled = n;
       pos = end;
+    }
+  }
+
+  private scanForFrameStart(chunk: Buffer): void {
+    const buf = this.resyncBuffer!.length === 0 ? chunk : Buffer.concat([this.resyncBuffer!, chunk]);
+    for (let at = buf.indexOf(SOURCE_STD, 4); at !== -1; at = buf.indexOf(SOURCE_STD, at + 1)) {
+      if (at + 8 > buf.length) break;
+      const tail = buf.subarray(at + 5, at + 8);
+      if (!tail.equals(OUT) && !tail.equals(ERR)) continue;
+      const length = buf.readUInt32BE(at - 4);
+      if (length < 8 || length > this.maxFrameBytes) continue;
+      this.resyncBuffer = undefined;
+      if (at - 4 > 0) this.sink.onResyncSkipped?.(at - 4);
+      this.push(buf.subarray(at - 4));
+      return;
+    }
+    // Keep a tail that might hold the start of a frame; discard (and report) the rest past the window.
+    const keep = Math.min(buf.length, FRAME_START_BYTES - 1);
+    if (buf.length > RESYNC_WINDOW) {
+      this.sink.onResyncSkipped?.(buf.length - keep);
+      this.resyncBuffer = Buffer.from(buf.subarray(buf.length - keep));
+    } else {
+      this.resyncBuffer = Buffer.from(buf);
     }
   }
 

@@ -17,8 +17,17 @@ export interface LogStreamStats {
   bytes: number;
   entries: number;
   records: number;
-  skipped: { corrupt: number; oversize: number; badSource: number; truncatedAtEof: number };
+  skipped: { corrupt: number; oversize: number; badSource: number; truncatedAtEof: number; resyncBytes: number };
 }
+
+/** How a stream picks up a FIFO another shiplog process was reading (see journal.ts). */
+export type ResumeFrom =
+  /** A clean stop left the bytes of a frame it had read only in part. */
+  | { readonly carry: Buffer }
+  /** A crash: the next bytes may begin inside a frame. */
+  | { readonly resync: true };
+
+export type StreamEnd = 'eof' | 'error' | 'shutdown';
 
 export interface LogStreamParts {
   readonly file: string;
@@ -27,15 +36,16 @@ export interface LogStreamParts {
   readonly runners: readonly SinkRunner[];
   readonly reassembly: ReassemblyLimits;
   readonly logger: Logger;
+  readonly resume?: ResumeFrom;
 }
 
 export class LogStream implements FrameSink {
-  readonly stats: LogStreamStats = { bytes: 0, entries: 0, records: 0, skipped: { corrupt: 0, oversize: 0, badSource: 0, truncatedAtEof: 0 } };
+  readonly stats: LogStreamStats = { bytes: 0, entries: 0, records: 0, skipped: { corrupt: 0, oversize: 0, badSource: 0, truncatedAtEof: 0, resyncBytes: 0 } };
   /** StopLogging arrived: EOF is expected soon. */
   stopping = false;
   /** Resolves once the stream has ended and everything it read is in the store and handed to sinks. */
-  readonly ended: Promise<void>;
-  private resolveEnded!: () => void;
+  readonly ended: Promise<StreamEnd>;
+  private resolveEnded!: (why: StreamEnd) => void;
   private socket: net.Socket | undefined;
   private readonly splitter = new FrameSplitter(this);
   private readonly reassembler: PartialReassembler;
@@ -47,6 +57,14 @@ export class LogStream implements FrameSink {
   constructor(private readonly parts: LogStreamParts) {
     this.ended = new Promise((resolve) => { this.resolveEnded = resolve; });
     this.reassembler = new PartialReassembler(parts.reassembly, (line) => this.emit(line));
+    const resume = parts.resume;
+    if (resume !== undefined && 'carry' in resume) this.splitter.push(resume.carry);
+    else if (resume !== undefined) this.splitter.startResync();
+  }
+
+  /** Bytes of a frame read only in part, for the journal on a clean stop (undefined: the next reader must resync). */
+  carry(): Buffer | undefined {
+    return this.splitter.carry();
   }
 
   get file(): string {
@@ -58,7 +76,13 @@ export class LogStream implements FrameSink {
   }
 
   async open(): Promise<void> {
-    const socket = await openFifo(this.parts.file);
+    const { socket, initial, writerGone } = await openFifo(this.parts.file);
+    if (initial !== undefined) this.onChunk(initial);
+    if (socket === undefined || writerGone) {
+      // Ends on the next tick, once the caller has registered the stream.
+      setImmediate(() => this.finish('eof'));
+      return;
+    }
     this.socket = socket;
     socket.on('data', (chunk: Buffer) => this.onChunk(chunk));
     socket.on('end', () => this.finish('eof'));
@@ -89,6 +113,11 @@ export class LogStream implements FrameSink {
     this.stats.entries++;
     this.parts.store.add(framed, entry.timeNano);
     this.reassembler.push(entry);
+  }
+
+  onResyncSkipped(bytes: number): void {
+    this.stats.skipped.resyncBytes += bytes;
+    this.parts.logger.warn({ container: this.parts.container.id, bytes }, 're-attached after a crash inside a frame: skipped to the next frame start (that entry is lost)');
   }
 
   onOversize(declaredLength: number): void {
@@ -131,10 +160,10 @@ export class LogStream implements FrameSink {
     for (const runner of this.parts.runners) runner.push(record);
   }
 
-  private finish(why: 'eof' | 'error' | 'shutdown'): void {
+  private finish(why: StreamEnd): void {
     if (this.finished) return;
     this.finished = true;
-    if (!this.splitter.atBoundary) {
+    if (why !== 'shutdown' && !this.splitter.atBoundary) {
       this.stats.skipped.truncatedAtEof++;
       this.parts.logger.warn({ container: this.parts.container.id, bytes: this.splitter.bufferedBytes, why }, 'stream ended inside a frame; the partial frame is dropped');
     }
@@ -143,6 +172,6 @@ export class LogStream implements FrameSink {
     this.socket?.destroy();
     for (const runner of this.parts.runners) runner.flush();
     this.parts.logger.debug({ container: this.parts.container.id, file: this.parts.file, why, ...this.stats }, 'stream ended');
-    this.resolveEnded();
+    this.resolveEnded(why);
   }
 }

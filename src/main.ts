@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
 import { Driver } from './driver.js';
+import { StreamJournal } from './journal.js';
 import { buildServer } from './server.js';
 import { readSettings } from './settings.js';
 import { SinkPool } from './sink-pool.js';
@@ -22,7 +23,9 @@ async function main(): Promise<void> {
   const store = new LogStore({ root: path.join(stateDir, 'containers'), budgetBytes: settings['store-budget'], logger: logger.child({ part: 'store' }) });
   await store.init();
   const sinks = new SinkPool(stateDir, logger, settings['sink-queue-size'], settings['shutdown-timeout']);
-  const driver = new Driver({ settings, env: process.env, store, sinks, logger });
+  const journal = new StreamJournal(path.join(stateDir, 'streams'));
+  await journal.init();
+  const driver = new Driver({ settings, env: process.env, store, sinks, logger, journal });
   const app = buildServer(driver, logger);
 
   const socket = settings.socket;
@@ -30,7 +33,9 @@ async function main(): Promise<void> {
   await fs.promises.rm(socket, { force: true }); // a stale socket file makes listen fail with EADDRINUSE
   await app.listen({ path: socket });
   await fs.promises.chmod(socket, 0o600);
-  logger.info({ socket, stateDir }, 'shiplog listening');
+  // Re-attach before announcing: dockerd kept writing into the journalled FIFOs while shiplog was away.
+  const reattached = await driver.reattach();
+  logger.info({ socket, stateDir, reattached }, 'shiplog listening');
 
   let stopping = false;
   const shutdown = async (signal: string): Promise<void> => {

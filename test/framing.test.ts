@@ -89,3 +89,54 @@ describe('FrameSplitter', () => {
     expect(s.bufferedBytes).toBeGreaterThan(0);
   });
 });
+
+describe('FrameSplitter resync and carry', () => {
+  const lines = Array.from({ length: 50 }, (_, i) => `line ${i} ${'x'.repeat(i * 7)}`);
+  const frames = lines.map((l, i) => frame(encodeEntry(i % 3 ? 'stdout' : 'stderr', bigIntToParts(1795452233042059423n + BigInt(i)), Buffer.from(l))));
+  const stream = Buffer.concat(frames);
+
+  function run(setup: (s: FrameSplitter) => void, chunks: Buffer[]) {
+    const got: string[] = [];
+    let skipped = 0;
+    const s = new FrameSplitter({ onFrame: (m) => got.push(m.toString('latin1')), onOversize: () => undefined, onResyncSkipped: (n) => { skipped += n; } });
+    setup(s);
+    for (const c of chunks) s.push(c);
+    return { got, skipped, s };
+  }
+
+  it('after starting inside a frame, skips to the next frame start and loses only that frame', () => {
+    const offsets = frames.map((_, i) => frames.slice(0, i).reduce((n, f) => n + f.length, 0));
+    for (const k of [1, 5, 17, 30]) {
+      const cutInside = (offsets[k] as number) + 3 + (k % 5);
+      const { got, skipped } = run((s) => s.startResync(), [stream.subarray(cutInside, cutInside + 7), stream.subarray(cutInside + 7)]);
+      expect(got).toHaveLength(frames.length - k - 1);
+      expect(skipped).toBe((offsets[k + 1] as number) - cutInside);
+    }
+  });
+
+  it('at a frame boundary, resync skips nothing', () => {
+    const { got, skipped } = run((s) => s.startResync(), [stream]);
+    expect(got).toHaveLength(frames.length);
+    expect(skipped).toBe(0);
+  });
+
+  it('a carry handed to the next reader continues the stream exactly', () => {
+    for (const cut of [3, 10, 200, stream.length - 5]) {
+      const first = run(() => undefined, [stream.subarray(0, cut)]);
+      const carry = first.s.carry();
+      expect(carry).toBeDefined();
+      const second = run((s) => s.push(carry as Buffer), [stream.subarray(cut)]);
+      expect([...first.got, ...second.got]).toHaveLength(frames.length);
+      expect(second.s.atBoundary).toBe(true);
+    }
+  });
+
+  it('keeps memory bounded while no frame start appears', () => {
+    let skipped = 0;
+    const s = new FrameSplitter({ onFrame: () => undefined, onOversize: () => undefined, onResyncSkipped: (n) => { skipped += n; } });
+    s.startResync();
+    for (let i = 0; i < 40; i++) s.push(Buffer.alloc(65536, 0x41));
+    expect(skipped).toBeGreaterThan(0);
+    expect(s.carry()).toBeUndefined();
+  });
+});

@@ -9,27 +9,31 @@ import path from 'node:path';
 import pino from 'pino';
 import { frame, encodeEntry } from '../../src/entry.js';
 import { Driver } from '../../src/driver.js';
+import { StreamJournal } from '../../src/journal.js';
 import { buildServer } from '../../src/server.js';
 import { readSettings } from '../../src/settings.js';
 import { SinkPool } from '../../src/sink-pool.js';
 import { LogStore } from '../../src/store/store.js';
 import { bigIntToParts } from '../../src/time.js';
 
-export async function driverFixture(env: Record<string, string> = {}) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shiplog-fx-'));
+/** `reuseDir`: start a second driver over the state and FIFO dirs of an earlier one (a restart). */
+export async function driverFixture(env: Record<string, string> = {}, reuseDir?: string) {
+  const dir = reuseDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'shiplog-fx-'));
   const fifoDir = path.join(dir, 'logging');
-  fs.mkdirSync(fifoDir);
+  fs.mkdirSync(fifoDir, { recursive: true });
   const fullEnv = { STATE_DIR: path.join(dir, 'state'), LOG_OPT_FILE_PATH: path.join(dir, 'files', '{{.Name}}.log'), ...env };
   const settings = readSettings(fullEnv);
   const logger = pino({ level: 'silent' });
   const store = new LogStore({ root: path.join(settings['state-dir'], 'containers'), budgetBytes: settings['store-budget'], logger });
   await store.init();
   const sinks = new SinkPool(settings['state-dir'], logger, settings['sink-queue-size'], 1000);
-  const driver = new Driver({ settings, env: fullEnv, store, sinks, logger, fifoDir });
+  const journal = new StreamJournal(path.join(settings['state-dir'], 'streams'));
+  await journal.init();
+  const driver = new Driver({ settings, env: fullEnv, store, sinks, logger, fifoDir, journal });
   const app = buildServer(driver, logger);
   await app.ready();
 
-  let n = 0;
+  let n = fs.readdirSync(fifoDir).length;
   /** Makes a FIFO and opens it as dockerd does; returns its path, a writer and close (= dockerd's EOF). */
   function makeFifo() {
     n++;
