@@ -10,7 +10,7 @@ import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { type ContainerInfo, normalizeInfo } from './container-info.js';
 import type { StreamJournal } from './journal.js';
-import { LogStream, type ResumeFrom, type StreamEnd } from './log-stream.js';
+import { LogStream, type LogStreamStats, type ResumeFrom, type StreamEnd } from './log-stream.js';
 import { OptionError } from './option-table.js';
 import { parseContainerOptions } from './options.js';
 import { buildContainerMeta } from './pipeline/metadata.js';
@@ -58,6 +58,14 @@ export class Driver {
   get liveStreams(): number {
     return this.streams.size;
   }
+
+  /** Read-only, for metrics: the live streams with their container and counters. */
+  liveStreamStats(): IterableIterator<Pick<LogStream, 'file' | 'container' | 'stats'>> {
+    return this.streams.values();
+  }
+
+  /** Read-only, for metrics: the counters of every stream that has ended, summed (so totals survive a stream's end). */
+  readonly endedStreamStats: LogStreamStats = { bytes: 0, entries: 0, records: 0, skipped: { corrupt: 0, oversize: 0, badSource: 0, truncatedAtEof: 0, resyncBytes: 0 } };
 
   /** Resolves when the stream of `file` has ended and what it read is in the store (at once if none). */
   async whenEnded(file: string): Promise<void> {
@@ -199,6 +207,7 @@ export class Driver {
 
   private async onStreamEnded(stream: LogStream, why: StreamEnd, store: { release(): void }, runners: readonly SinkRunner[]): Promise<void> {
     this.streams.delete(stream.file);
+    addStreamStats(this.endedStreamStats, stream.stats);
     store.release();
     if (why !== 'shutdown') {
       await this.parts.journal.remove(stream.file);
@@ -216,4 +225,11 @@ export class Driver {
     if (path.dirname(resolved) !== dir) throw new DriverError(`File ${JSON.stringify(file)} is not a FIFO under ${dir}; shiplog reads only dockerd's logging FIFOs`);
     return resolved;
   }
+}
+
+function addStreamStats(into: LogStreamStats, from: Readonly<LogStreamStats>): void {
+  into.bytes += from.bytes;
+  into.entries += from.entries;
+  into.records += from.records;
+  for (const k of Object.keys(from.skipped) as (keyof LogStreamStats['skipped'])[]) into.skipped[k] += from.skipped[k];
 }
