@@ -8,9 +8,11 @@ import path from 'node:path';
 import pino from 'pino';
 import { Driver } from './driver.js';
 import { StreamJournal } from './journal.js';
+import { ShiplogMetrics } from './metrics.js';
+import { type MetricsServer, startMetricsServer } from './metrics-server.js';
 import { buildServer } from './server.js';
 import { readSettings } from './settings.js';
-import { SinkPool } from './sink-pool.js';
+import { TrackedSinkPool } from './sink-health.js';
 import { LogStore } from './store/store.js';
 
 async function main(): Promise<void> {
@@ -22,11 +24,14 @@ async function main(): Promise<void> {
   await fs.promises.mkdir(stateDir, { recursive: true, mode: 0o700 });
   const store = new LogStore({ root: path.join(stateDir, 'containers'), budgetBytes: settings['store-budget'], logger: logger.child({ part: 'store' }) });
   await store.init();
-  const sinks = new SinkPool(stateDir, logger, settings['sink-queue-size'], settings['shutdown-timeout']);
+  const sinks = new TrackedSinkPool(stateDir, logger, settings['sink-queue-size'], settings['shutdown-timeout']);
   const journal = new StreamJournal(path.join(stateDir, 'streams'));
   await journal.init();
   const driver = new Driver({ settings, env: process.env, store, sinks, logger, journal });
   const app = buildServer(driver, logger);
+  const metricsAddress = settings['metrics-address'];
+  const metrics = metricsAddress !== undefined ? new ShiplogMetrics({ driver, sinks, store, storeBudgetBytes: settings['store-budget'] }) : undefined;
+  metrics?.instrument(app);
 
   const socket = settings.socket;
   await fs.promises.mkdir(path.dirname(socket), { recursive: true });
@@ -36,6 +41,14 @@ async function main(): Promise<void> {
   // Re-attach before announcing: dockerd kept writing into the journalled FIFOs while shiplog was away.
   const reattached = await driver.reattach();
   logger.info({ socket, stateDir, reattached }, 'shiplog listening');
+  // A metrics address that cannot be bound must not stop the logging: say so and go on without it.
+  let metricsServer: MetricsServer | undefined;
+  if (metrics !== undefined && metricsAddress !== undefined) {
+    metricsServer = await startMetricsServer(metricsAddress, metrics, logger).catch((err: unknown) => {
+      logger.error({ err, address: process.env.METRICS_ADDRESS }, 'cannot serve metrics; going on without them');
+      return undefined;
+    });
+  }
 
   let stopping = false;
   const shutdown = async (signal: string): Promise<void> => {
@@ -43,6 +56,7 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info({ signal }, 'shutting down');
     const closing = app.close();
+    await metricsServer?.close();
     await driver.shutdown();
     await sinks.closeAll(settings['shutdown-timeout']);
     await store.close();

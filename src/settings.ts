@@ -4,6 +4,7 @@
  * taken from the environment (log-opt `max-size` ← `LOG_OPT_MAX_SIZE`, see option-table.ts); this table is
  * only what is not per container. Precedence: built-in default < environment < per-container log-opt.
  */
+import { parseListenAddress } from './metrics-server.js';
 import { opt, parseTable, plainEnvName, type ParsedOptions } from './option-table.js';
 
 export const settingsTable = {
@@ -14,6 +15,7 @@ export const settingsTable = {
   'sink-queue-size': opt.size('64m', 'Bytes of records waiting in memory per sink instance; past it records are dropped and counted'),
   'shutdown-timeout': opt.duration('10s', 'On SIGTERM, how long to wait for sinks to deliver what they hold'),
   'host-name': opt.string('', "Host name put on records ({{.Hostname}}, host.name); empty = this machine's"),
+  'metrics-address': opt.custom('', 'Where to serve Prometheus metrics (/metrics) and sink health (/health): host:port (127.0.0.1:9464, [::1]:9464, :9464 = every interface) or an absolute unix socket path. Empty = off', 'address', parseListenAddress),
 } as const;
 
 export type Settings = ParsedOptions<typeof settingsTable>;
