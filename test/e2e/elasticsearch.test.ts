@@ -138,7 +138,7 @@ let shared: FakeEs | undefined;
 const perTest: FakeEs[] = [];
 
 beforeAll(async () => {
-  // A short shutdown timeout: the one test whose server never comes back dead-letters its lines itself.
+  // A short shutdown timeout: a failed test that leaves lines undeliverable does not hold up the driver's exit.
   driver = await startDriver({ env: { SHUTDOWN_TIMEOUT: '5s' } });
   if (REAL) {
     backend = new Backend(REAL_URL.replace(/\/+$/, ''), REAL_API_KEY, undefined, REAL_CA);
@@ -250,7 +250,7 @@ interface Run {
 async function runComplete(opts: string[], work: { script: string; stdout: string; stderr: string }): Promise<Run> {
   const name = uniqueName('es');
   const started = performance.now();
-  const r = await docker(['run', '--name', name, ...LD, ...opts, IMAGE, 'sh', '-c', work.script]);
+  const r = await within(60_000, `docker run ${name} to finish`, docker(['run', '--name', name, ...LD, ...opts, IMAGE, 'sh', '-c', work.script]));
   const ms = performance.now() - started;
   expect(r.stderr).toBe(work.stderr);
   expect(r.code).toBe(0);
@@ -258,6 +258,14 @@ async function runComplete(opts: string[], work: { script: string; stdout: strin
   expect(logs.stdout).toBe(work.stdout);
   expect(logs.stderr).toBe(work.stderr);
   return { name, id: (await inspect(name)).Id, ms };
+}
+
+/**
+ * "As fast as usual", with room for a loaded host: a driver that waited on Elasticsearch (an es-timeout
+ * of 30 s, a server that is down) would be far outside it.
+ */
+function expectUsualSpeed(ms: number, usualMs: number): void {
+  expect(ms).toBeLessThan(usualMs * 3 + 3000);
 }
 
 /** Reads back the container's documents from a per-test fake-es once `n` are there, and checks them against docker logs. */
@@ -303,6 +311,7 @@ describe(`containers ship to ${REAL ? 'the Elasticsearch at SHIPLOG_E2E_ES_URL' 
       const info = await inspect(name);
       const lines = await loggedLines(name);
       expect(lines.filter((l) => l.stream === 'stdout').map((l) => `${l.message}\n`).join('')).toBe(work[k]?.stdout);
+      expect(lines.filter((l) => l.stream === 'stderr').map((l) => `${l.message}\n`).join('')).toBe(work[k]?.stderr);
       await backend.waitForDocs(DS, info.Id, lines.length);
       const hits = await backend.read(DS, info.Id);
       expectExactly(hits, lines);
@@ -407,7 +416,7 @@ describe.skipIf(REAL)('faults injected by fake-es: the final stored set is still
   /** The standard workload (1600 lines, 140 KB: more than a pipe holds) through a faulty `es`: docker run exits 0 as fast as usual, docker logs complete. */
   async function runThrough(es: FakeEs, extra: string[] = []): Promise<Run> {
     const run = await runComplete(['--log-opt', `es-url=${es.url}`, ...QUICK, ...BATCHES, ...extra], workload(1500, 100));
-    expect(run.ms).toBeLessThan(usualMs * 2 + 2000);
+    expectUsualSpeed(run.ms, usualMs);
     return run;
   }
 
@@ -520,15 +529,15 @@ describe.skipIf(REAL)('StartLogging does no network I/O', () => {
   it('docker run with the server stopped returns as fast as usual; the lines arrive once it is started', async () => {
     const es = await fakeEs();
     const opts = ['--log-opt', `es-url=${es.url}`, ...QUICK];
-    const work = workload(200, 10);
+    const work = workload(1500, 100);
     const usual = Math.max((await runComplete(opts, work)).ms, (await runComplete(opts, work)).ms);
 
     await es.stop();
     const run = await runComplete(opts, work);
-    expect(run.ms).toBeLessThan(usual * 2 + 2000);
+    expectUsualSpeed(run.ms, usual);
     expect(es.docs(DS).filter((d) => containerOf(d._source) === run.id)).toHaveLength(0);
     await es.start();
-    await expectStoredExactly(es, DS, run, 210);
+    await expectStoredExactly(es, DS, run, 1600);
   });
 
   it('docker run against a server that accepts connections but never answers returns as fast as usual', async () => {
@@ -538,7 +547,7 @@ describe.skipIf(REAL)('StartLogging does no network I/O', () => {
     const opts = ['--log-opt', `es-url=${es.url}`, ...QUICK, '--log-opt', 'es-timeout=30s'];
     const baseline = await runComplete(['--log-opt', `es-url=http://127.0.0.1:${await closedPort()}`, ...QUICK, '--log-opt', 'es-retries=0'], workload(5, 0));
     const run = await runComplete(opts, workload(200, 10));
-    expect(run.ms).toBeLessThan(baseline.ms * 2 + 2000);
+    expectUsualSpeed(run.ms, baseline.ms);
     // The sink did connect, in the background, and is stuck on its first request.
     await within(10_000, 'the first bulk request', es.waitForRequests(1, { path: `/${DS}/_bulk` }));
     expect(es.docs(DS)).toHaveLength(0);
