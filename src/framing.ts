@@ -2,7 +2,8 @@
  * Splits a byte stream of `[uint32 BE length][message]` frames, as dockerd writes them into the FIFO.
  * A frame that lies whole inside a chunk is handed out as a view of that chunk (no copy); only a frame
  * that straddles chunks is assembled into its own buffer. A length over `maxFrameBytes` cannot be a
- * real entry (dockerd splits lines at 16 KiB): its bytes are discarded as they pass, never buffered.
+ * real entry (dockerd splits lines at 16 KiB): the stream is out of step, and the splitter scans for
+ * the next frame start instead of trusting the length (see startResync).
  */
 
 export interface FrameSink {
@@ -32,8 +33,6 @@ export class FrameSplitter {
   /** Header bytes collected when a chunk ends inside the 4-byte length. */
   private readonly header = Buffer.alloc(4);
   private headerFilled = 0;
-  /** Bytes still to discard from an oversize frame. */
-  private skipRemaining = 0;
   /** Set while looking for a frame start (the stream may begin inside a frame). */
   private resyncBuffer: Buffer | undefined;
 
@@ -41,7 +40,7 @@ export class FrameSplitter {
 
   /** True when the stream stopped exactly at a frame boundary. */
   get atBoundary(): boolean {
-    return this.pending === undefined && this.headerFilled === 0 && this.skipRemaining === 0 && this.resyncBuffer === undefined;
+    return this.pending === undefined && this.headerFilled === 0 && this.resyncBuffer === undefined;
   }
 
   /**
@@ -50,7 +49,7 @@ export class FrameSplitter {
    * still resyncing): that reader must resync instead.
    */
   carry(): Buffer | undefined {
-    if (this.skipRemaining > 0 || this.resyncBuffer !== undefined) return undefined;
+    if (this.resyncBuffer !== undefined) return undefined;
     if (this.pending !== undefined) return Buffer.from(this.pending.subarray(0, this.pendingFilled));
     return Buffer.from(this.header.subarray(0, this.headerFilled));
   }
@@ -76,12 +75,6 @@ export class FrameSplitter {
     let pos = 0;
     const end = chunk.length;
     while (pos < end) {
-      if (this.skipRemaining > 0) {
-        const n = Math.min(this.skipRemaining, end - pos);
-        this.skipRemaining -= n;
-        pos += n;
-        continue;
-      }
       if (this.pending !== undefined) {
         const n = Math.min(this.pending.length - this.pendingFilled, end - pos);
         chunk.copy(this.pending, this.pendingFilled, pos, pos + n);
@@ -103,19 +96,23 @@ export class FrameSplitter {
         if (this.headerFilled < 4) continue;
         this.headerFilled = 0;
         this.startCarriedFrame(this.header.readUInt32BE(0));
+        if (this.resyncBuffer !== undefined) return this.scanForFrameStart(chunk.subarray(pos));
         continue;
       }
       const length = chunk.readUInt32BE(pos);
       if (length > this.maxFrameBytes) {
+        // Not a length dockerd writes: the stream is out of step. Look for the next frame start
+        // rather than trusting the length (0xffffffff would otherwise swallow 4 GiB).
         this.sink.onOversize(length);
-        pos += 4;
-        this.skipRemaining = length;
-        continue;
+        this.resyncBuffer = Buffer.alloc(0);
+        this.scanForFrameStart(chunk.subarray(pos + 4));
+        return;
       }
       if (end - pos >= 4 + length) {
         const framed = chunk.subarray(pos, pos + 4 + length);
         pos += 4 + length;
         this.sink.onFrame(framed.subarray(4), framed);
+        if (this.resyncBuffer !== undefined) return this.scanForFrameStart(chunk.subarray(pos));
         continue;
       }
       this.pending = Buffer.allocUnsafe(4 + length);
@@ -149,10 +146,18 @@ export class FrameSplitter {
     }
   }
 
+  /**
+   * Called from onFrame when a frame did not decode: its length was probably wrong, so the real next
+   * frame may start inside it. Re-scan the frame's bytes (after its first byte), then what follows.
+   */
+  resyncWithin(message: Buffer): void {
+    this.resyncBuffer = Buffer.from(message.subarray(1));
+  }
+
   private startCarriedFrame(length: number): void {
     if (length > this.maxFrameBytes) {
       this.sink.onOversize(length);
-      this.skipRemaining = length;
+      this.resyncBuffer = Buffer.alloc(0);
       return;
     }
     this.pending = Buffer.allocUnsafe(4 + length);

@@ -104,6 +104,8 @@ export class LogStream implements FrameSink {
       entry = decodeEntry(message);
     } catch (err) {
       this.stats.skipped.corrupt++;
+      // A frame that does not decode probably had a wrong length: the next real frame may start inside it.
+      this.splitter.resyncWithin(message);
       if (!this.warnedCorrupt) {
         this.warnedCorrupt = true;
         this.parts.logger.warn({ container: this.parts.container.id, bytes: message.length, err: (err as Error).message }, 'corrupt frame skipped (further ones on this stream are only counted)');

@@ -63,7 +63,7 @@ describe('FrameSplitter', () => {
     expect(Buffer.concat(framed).equals(bytes)).toBe(true);
   });
 
-  it('reports an oversize frame, skips exactly its bytes and goes on', () => {
+  it('reports a length no dockerd frame has, and goes on from the next frame start', () => {
     const big = Buffer.alloc(2000, 1);
     const head = Buffer.alloc(4); head.writeUInt32BE(big.length);
     const stream = Buffer.concat([frame(messages[0] as Buffer), head, big, frame(messages[2] as Buffer)]);
@@ -75,7 +75,7 @@ describe('FrameSplitter', () => {
     }
   });
 
-  it('does not buffer a huge declared length: memory stays flat while skipping', () => {
+  it('does not trust or buffer a huge declared length (it would swallow 4 GiB of stream)', () => {
     const head = Buffer.alloc(4); head.writeUInt32BE(0xfffffff0);
     const { oversize, s } = split([head, Buffer.alloc(65536)]);
     expect(oversize).toEqual([0xfffffff0]);
