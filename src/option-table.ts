@@ -53,6 +53,22 @@ export function plainEnvName(key: string): string {
 }
 
 /**
+ * The text each option of `table` takes (log-opt, else environment, else built-in default), as
+ * parseTable() sees it: parsing it again with no environment gives the same options. The spool keeps
+ * it to recreate a sink instance after a restart.
+ */
+export function optionTexts(
+  table: OptionTable,
+  config: Readonly<Record<string, string>>,
+  env: Readonly<Record<string, string | undefined>>,
+  envName: (key: string) => string = envNameFor,
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, spec] of Object.entries(table)) out[key] = config[key] ?? env[envName(key)] ?? spec.default;
+  return out;
+}
+
+/**
  * Parses `config` (a container's log-opts) against `table`. Precedence: built-in default < `env`
  * (plugin settings) < log-opt. Keys not in the table are ignored here; options.ts rejects unknown keys.
  */

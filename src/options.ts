@@ -5,7 +5,7 @@
  */
 import { sinkDefinitions } from '../sinks/index.js';
 import type { SinkDefinition } from '../sinks/sink.js';
-import { OptionError, envNameFor, opt, parseTable, type OptionTable, type ParsedOptions } from './option-table.js';
+import { OptionError, envNameFor, opt, optionTexts, parseTable, type OptionTable, type ParsedOptions } from './option-table.js';
 
 export const coreOptions = {
   'sinks': opt.custom('file', 'Comma-separated sinks each line is shipped to (file, elasticsearch), or "none" for the local store only. A sink whose address is given (es-url) is added without being listed', 'list', parseList),
@@ -33,6 +33,8 @@ export type CoreOptions = ParsedOptions<typeof coreOptions>;
 export interface ActiveSink {
   readonly definition: SinkDefinition;
   readonly options: ParsedOptions<OptionTable>;
+  /** The text each of the sink's options was parsed from (optionTexts): the spool keeps it to recreate the instance after a restart. */
+  readonly raw?: Readonly<Record<string, string>>;
 }
 
 export interface ContainerOptions {
@@ -69,7 +71,7 @@ export function parseContainerOptions(config: Readonly<Record<string, string>>, 
     if (!core.sinks.includes(definition.name) && !activated) continue;
     const options = parseTable(definition.options, config, env);
     definition.validate?.(options);
-    sinks.push({ definition, options });
+    sinks.push({ definition, options, raw: optionTexts(definition.options, config, env) });
   }
   return { core, sinks };
 }
