@@ -24,7 +24,9 @@ async function main(): Promise<void> {
   await fs.promises.mkdir(stateDir, { recursive: true, mode: 0o700 });
   const store = new LogStore({ root: path.join(stateDir, 'containers'), budgetBytes: settings['store-budget'], logger: logger.child({ part: 'store' }) });
   await store.init();
-  const sinks = new TrackedSinkPool(stateDir, logger, settings['sink-queue-size'], settings['shutdown-timeout']);
+  const sinks = new TrackedSinkPool(stateDir, logger, settings['sink-queue-size'], settings['shutdown-timeout'], { spoolMaxBytes: settings['spool-max-size'] });
+  // Sink instances that left records in their spool come back and deliver them, before any stream can ask for them.
+  const recoveredSpools = await sinks.recoverSpools();
   const journal = new StreamJournal(path.join(stateDir, 'streams'));
   await journal.init();
   const driver = new Driver({ settings, env: process.env, store, sinks, logger, journal });
@@ -40,7 +42,7 @@ async function main(): Promise<void> {
   await fs.promises.chmod(socket, 0o600);
   // Re-attach before announcing: dockerd kept writing into the journalled FIFOs while shiplog was away.
   const reattached = await driver.reattach();
-  logger.info({ socket, stateDir, reattached }, 'shiplog listening');
+  logger.info({ socket, stateDir, reattached, recoveredSpools }, 'shiplog listening');
   // A metrics address that cannot be bound must not stop the logging: say so and go on without it.
   let metricsServer: MetricsServer | undefined;
   if (metrics !== undefined && metricsAddress !== undefined) {

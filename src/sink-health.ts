@@ -60,7 +60,7 @@ export class TrackedSinkPool extends SinkPool {
     const probe: WriteProbe = { lastWriteOk: true, lastError: '', lastWriteAt: '' };
     const inner = active.definition;
     const definition: SinkDefinition = { ...inner, create: (opts, ctx) => new ProbedSink(inner.create(opts, ctx), probe) };
-    const runner = super.acquire({ definition, options: active.options }, container);
+    const runner = super.acquire({ ...active, definition }, container); // `raw` too: the spool keeps it for recovery
     if (!this.tracked.has(runner)) this.tracked.set(runner, { sink: inner.name, instance, probe });
     return runner;
   }

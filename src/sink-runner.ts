@@ -1,17 +1,38 @@
 /**
  * The machinery every sink gets, written once: batches closed by records, bytes or a max-latency
  * timer that starts at a batch's first record; at most `concurrency` batches in flight (p-queue);
- * retries with capped, jittered exponential backoff; dead letters with reasons; and a bounded
- * in-memory backlog, so a slow or dead sink never makes the FIFO reader wait. Past the bound,
- * records are dropped and counted with a reason (a disk spool takes them instead, once it exists).
+ * retries with capped, jittered exponential backoff; dead letters with reasons; a bounded in-memory
+ * queue, and past it the instance's disk spool, so a slow or dead sink never makes the FIFO reader
+ * wait and never costs memory beyond the bound.
+ *
+ * Order: records are sent in the order they were pushed. While the memory queue has room, records
+ * wait there. The first record that does not fit switches the runner to *spooling*: from then on
+ * every new record goes to the spool (also when memory frees up), and the spool is read back, in
+ * order, in batches that fit the memory bound, after the batches already in memory. Once the spool
+ * is read to its end and every batch read from it acknowledged, the runner goes back to memory.
+ *
+ * Delivery is at least once: a spooled record leaves the spool only when the sink acknowledged its
+ * batch (or dead-lettered it); a batch in flight when shiplog stops or crashes is sent again, with the
+ * same records and so the same ids (recordId).
+ *
+ * close(deadline) delivers what it can within the deadline, then puts what is still only in memory
+ * (queued batches, and batches in flight that are not acknowledged) into the spool, before the
+ * spooled records, so the next start delivers everything in the original order.
+ *
+ * Without a spool (spool-max-size 0), records past the memory bound are dropped and counted
+ * ('queue-full'), and those still undelivered at close too ('shutdown').
  */
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import { type BatchLimits, FatalSinkError, type LogRecord, type Sink, recordBytes } from '../sinks/sink.js';
 import { backoffDelay, sleep } from './backoff.js';
 import type { DeadLetterFile } from './dead-letters.js';
+import type { Position } from './spool/checkpoint.js';
+import { Spool, type SpoolOptions } from './spool/spool.js';
 
 const RETRY_BASE_MS = 250;
+/** After a deadline passed, how long sink.close() may take (it may wait on requests given up on). */
+const LATE_SINK_CLOSE_MS = 1000;
 const DROP_LOG_INTERVAL_MS = 60_000;
 
 export interface SinkRunnerStats {
@@ -19,23 +40,75 @@ export interface SinkRunnerStats {
   delivered: number;
   retried: number;
   deadLettered: number;
+  /** By reason: queue-full (no spool), shutdown, spool-full, disk-full, spool-corrupt, spool-error. */
   dropped: Record<string, number>;
   inFlightBatches: number;
+  /** Bytes of records held in memory (never above sink-queue-size, but for one record larger than it). */
   queuedBytes: number;
   lastError: string;
+  /** Records written to the spool (overflow, and memory saved at close). */
+  spooled: number;
+  /** Bytes of the spool's files now. */
+  spoolBytes: number;
+}
+
+/** A sealed batch, from memory or read back from the spool, until it is acknowledged. */
+interface Pending {
+  readonly seq: number;
+  /** Records not yet acknowledged (after a partial success: the ones to retry). */
+  records: readonly LogRecord[];
+  readonly bytes: number;
+  /** Read from the spool: acknowledging it moves the spool's checkpoint here. */
+  readonly end: Position | undefined;
+  done: boolean;
+}
+
+const ABORTED = Symbol('aborted');
+
+/** Resolves with `promise`'s value, or with ABORTED as soon as `signal` aborts (the promise is then ignored). */
+function unlessAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T | typeof ABORTED> {
+  if (signal.aborted) {
+    promise.catch(() => undefined);
+    return Promise.resolve(ABORTED);
+  }
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => resolve(ABORTED);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => { signal.removeEventListener('abort', onAbort); resolve(value); },
+      (err: unknown) => { signal.removeEventListener('abort', onAbort); reject(err); },
+    );
+  });
 }
 
 export class SinkRunner {
   readonly stats: SinkRunnerStats = {
-    received: 0, delivered: 0, retried: 0, deadLettered: 0, dropped: {}, inFlightBatches: 0, queuedBytes: 0, lastError: '',
+    received: 0, delivered: 0, retried: 0, deadLettered: 0, dropped: {}, inFlightBatches: 0, queuedBytes: 0, lastError: '', spooled: 0, spoolBytes: 0,
   };
   private batch: LogRecord[] = [];
   private batchBytes = 0;
   private batchTimer: NodeJS.Timeout | undefined;
   private readonly sending: PQueue;
   private readonly abort = new AbortController();
-  private lastDropLog = 0;
+  private readonly lastDropLog = new Map<string, number>();
+  private lastSpoolLog = 0;
+  /** Sealed batches not yet acknowledged, in the order they were sealed. */
+  private readonly unacked = new Map<number, Pending>();
+  /** Batches read from the spool, in read order: the checkpoint follows the first not yet done. */
+  private readonly spoolAcks: Pending[] = [];
+  private seq = 0;
+  /** New records go to the spool (see the module comment). */
+  private spooling = false;
+  private reading: Promise<void> | undefined;
+  /** Something pumped while a read was running: look again when it ends. */
+  private pumpAgain = false;
   private closed = false;
+  /** close() stopped reading the spool and sending. */
+  private stopping = false;
+  private closing: Promise<void> | undefined;
+  private idleWaiters: (() => void)[] = [];
+  /** The instance's disk spool (undefined: none, records past the memory bound are dropped). */
+  readonly spool: Spool | undefined;
 
   constructor(
     readonly sink: Sink,
@@ -43,58 +116,147 @@ export class SinkRunner {
     private readonly deadLetters: DeadLetterFile,
     private readonly logger: Logger,
     private readonly queueLimitBytes: number,
+    /** Where and how big the instance's disk spool is; without it, records past the memory bound are dropped. */
+    spoolOptions?: Omit<SpoolOptions, 'onDrop'>,
   ) {
     this.sending = new PQueue({ concurrency: Math.max(1, limits.concurrency) });
+    const spool = spoolOptions !== undefined ? new Spool({ ...spoolOptions, onDrop: (reason, count) => this.drop(reason, count) }) : undefined;
+    this.spool = spool;
+    if (spool !== undefined) {
+      this.stats.spoolBytes = spool.bytes;
+      if (spool.hasUnread()) {
+        this.spooling = true; // records from before a restart go first
+        this.pump();
+      }
+    }
   }
 
   /** Takes one record; never waits. */
   push(record: LogRecord): void {
     this.stats.received++;
-    const bytes = recordBytes(record);
     if (this.closed) return this.drop('shutdown', 1);
-    if (this.stats.queuedBytes + bytes > this.queueLimitBytes) return this.drop('queue-full', 1);
-    this.stats.queuedBytes += bytes;
-    this.batch.push(record);
-    this.batchBytes += bytes;
-    if (this.batch.length >= this.limits.maxRecords || this.batchBytes >= this.limits.maxBytes) {
-      this.seal();
-    } else if (this.batchTimer === undefined) {
-      this.batchTimer = setTimeout(() => this.seal(), this.limits.maxLatencyMs);
+    const bytes = recordBytes(record);
+    if (!this.spooling) {
+      if (this.stats.queuedBytes + bytes <= this.queueLimitBytes) {
+        this.stats.queuedBytes += bytes;
+        this.batch.push(record);
+        this.batchBytes += bytes;
+        if (this.batch.length >= this.limits.maxRecords || this.batchBytes >= this.limits.maxBytes) {
+          this.seal();
+        } else if (this.batchTimer === undefined) {
+          this.batchTimer = setTimeout(() => this.seal(), this.limits.maxLatencyMs);
+        }
+        return;
+      }
+      if (this.spool === undefined) return this.drop('queue-full', 1);
+      this.seal(); // what is in memory goes before anything spooled
+      this.spooling = true;
+      this.logSpooling('sink backlog reached sink-queue-size: new records go to the disk spool until it is delivered');
     }
+    const spool = this.spool as Spool;
+    spool.append(record);
+    this.stats.spooled++;
+    this.stats.spoolBytes = spool.bytes;
+    this.pump();
   }
 
   /** Sends the open batch now instead of waiting for its timer. */
   flush(): void {
     this.seal();
+    if (this.spooling) {
+      this.spool?.flush();
+      this.pump();
+    }
   }
 
-  /** Resolves when nothing is buffered or in flight. */
-  async idle(): Promise<void> {
-    this.seal();
-    await this.sending.onIdle();
+  /** Resolves when nothing is buffered, spooled or in flight. */
+  idle(): Promise<void> {
+    this.flush();
+    if (this.isIdle() || this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   /**
-   * Flushes and waits up to `deadlineMs` for delivery; what is still undelivered then is counted
-   * as dropped ('shutdown'). Closes the sink.
+   * Delivers what it can within `deadlineMs` (spool included), then stops: batches not acknowledged
+   * by then — also ones the sink may still be writing — go to the spool (without one: counted as
+   * dropped, 'shutdown'), and the sink is closed.
    */
-  async close(deadlineMs: number): Promise<void> {
+  close(deadlineMs: number): Promise<void> {
+    this.closing ??= this.closeNow(deadlineMs);
+    return this.closing;
+  }
+
+  private async closeNow(deadlineMs: number): Promise<void> {
     this.seal();
     this.closed = true;
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), deadlineMs); });
-    const result = await Promise.race([this.sending.onIdle().then(() => 'idle' as const), deadline]);
-    clearTimeout(timer);
-    if (result === 'late') {
-      this.abort.abort();
-      this.sending.clear();
+    let gaveUp = false;
+    if (this.isIdle()) {
+      // Nothing to deliver: the spool directory goes now, synchronously, so a new runner for the
+      // same instance (a container starting while this one closes) never meets this one's files.
+      if (this.spool !== undefined && !this.spool.discardIfEmpty()) await this.spool.close();
+    } else {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), deadlineMs); });
+      const drained = new Promise<'idle'>((resolve) => this.idleWaiters.push(() => resolve('idle')));
+      const result = await Promise.race([drained, late]);
+      clearTimeout(timer);
+      this.stopping = true;
+      if (result === 'late') {
+        gaveUp = true;
+        this.abort.abort();
+        this.sending.clear();
+      }
       await this.sending.onIdle();
+      await this.reading;
+      this.saveUnacknowledged();
+      if (this.spool !== undefined) {
+        await this.spool.close();
+        this.stats.spoolBytes = this.spool.bytes;
+      }
     }
-    try {
-      await this.sink.close();
-    } catch (err) {
+    // Past the deadline everything is in the spool already; a sink whose close waits on requests
+    // given up on (an HTTP client draining its pool) must not hold shutdown much longer.
+    let timer: NodeJS.Timeout | undefined;
+    const closing = Promise.resolve().then(() => this.sink.close()).then(() => 'closed' as const, (err: unknown) => {
       this.logger.warn({ err, sink: this.sink.name }, 'sink did not close cleanly');
+      return 'closed' as const;
+    });
+    const outcome = gaveUp
+      ? await Promise.race([closing, new Promise<'slow'>((resolve) => { timer = setTimeout(() => resolve('slow'), LATE_SINK_CLOSE_MS); })])
+      : await closing;
+    clearTimeout(timer);
+    if (outcome === 'slow') this.logger.warn({ sink: this.sink.name }, 'sink still closing (requests in flight were given up on); not waiting for it');
+  }
+
+  /** At close: records held only in memory go to the spool, ahead of the spooled ones. */
+  private saveUnacknowledged(): void {
+    const memory: LogRecord[] = [];
+    for (const p of this.unacked.values()) {
+      if (!p.done && p.end === undefined) memory.push(...p.records);
     }
+    this.unacked.clear();
+    this.spoolAcks.length = 0;
+    this.stats.queuedBytes = 0; // what was held is in the spool now (or counted as dropped)
+    if (memory.length === 0) return;
+    if (this.spool === undefined) {
+      this.drop('shutdown', memory.length);
+      return;
+    }
+    const stored = this.spool.storeBefore(memory);
+    this.stats.spooled += stored;
+    this.stats.spoolBytes = this.spool.bytes;
+    this.logger.info({ sink: this.sink.name, records: stored }, 'undelivered records kept in the spool for the next start');
+  }
+
+  private isIdle(): boolean {
+    return this.batch.length === 0 && this.unacked.size === 0 && !this.spooling && this.reading === undefined;
+  }
+
+  private checkIdle(): void {
+    if (!this.isIdle() || this.idleWaiters.length === 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
   }
 
   private seal(): void {
@@ -103,70 +265,163 @@ export class SinkRunner {
       this.batchTimer = undefined;
     }
     if (this.batch.length === 0) return;
-    const batch = this.batch;
+    const records = this.batch;
     const bytes = this.batchBytes;
     this.batch = [];
     this.batchBytes = 0;
-    void this.sending.add(() => this.deliver(batch, bytes));
+    this.enqueue(records, bytes, undefined);
   }
 
-  private async deliver(batch: readonly LogRecord[], bytes: number): Promise<void> {
+  private enqueue(records: readonly LogRecord[], bytes: number, end: Position | undefined): void {
+    const p: Pending = { seq: this.seq++, records, bytes, end, done: false };
+    this.unacked.set(p.seq, p);
+    if (end !== undefined) this.spoolAcks.push(p);
+    void this.sending.add(() => this.deliver(p));
+  }
+
+  /**
+   * Reads the next batch from the spool when the sink can take one: at most `concurrency` batches in
+   * flight plus one ready, and only as many bytes as the memory bound leaves.
+   */
+  private pump(): void {
+    const spool = this.spool;
+    if (spool === undefined || !this.spooling || this.stopping) return;
+    if (this.reading !== undefined) {
+      this.pumpAgain = true;
+      return;
+    }
+    if (this.sending.size + this.sending.pending > this.limits.concurrency) return;
+    const room = this.queueLimitBytes - this.stats.queuedBytes;
+    const maxBytes = Math.min(this.limits.maxBytes, room);
+    if (maxBytes <= 0 && this.stats.queuedBytes > 0) return;
+    this.reading = spool.read(this.limits.maxRecords, Math.max(0, maxBytes), this.stats.queuedBytes === 0).then(
+      (result) => {
+        this.reading = undefined;
+        const again = this.pumpAgain;
+        this.pumpAgain = false;
+        this.stats.spoolBytes = spool.bytes;
+        if (this.stopping) return; // what was read stays in the spool, unacknowledged
+        if (result.kind === 'batch') {
+          this.stats.queuedBytes += result.batch.bytes;
+          this.enqueue(result.batch.records, result.batch.bytes, result.batch.end);
+          this.pump();
+        } else if (result.kind === 'empty') {
+          if (spool.hasUnread()) this.pump();
+          else this.leaveSpoolIfDone();
+        } else if (again) {
+          this.pump(); // 'no-room', but a batch finished meanwhile
+        }
+        // else 'no-room': the next acknowledgement frees memory and pumps again
+      },
+      (err: unknown) => {
+        this.reading = undefined;
+        this.pumpAgain = false;
+        this.logger.error({ err, sink: this.sink.name }, 'spool read failed; trying again in a second');
+        setTimeout(() => this.pump(), 1000).unref();
+      },
+    );
+  }
+
+  /** The spool is read to its end and all it gave is acknowledged: back to memory. */
+  private leaveSpoolIfDone(): void {
+    const spool = this.spool;
+    if (spool === undefined || !this.spooling || this.reading !== undefined || this.spoolAcks.length > 0 || this.stopping) return;
+    if (spool.hasUnread()) return;
+    spool.reset();
+    this.stats.spoolBytes = spool.bytes;
+    this.spooling = false;
+    this.logSpooling('spool delivered: records wait in memory again');
+    this.checkIdle();
+  }
+
+  private async deliver(p: Pending): Promise<void> {
     this.stats.inFlightBatches++;
-    let todo = batch;
-    let attempt = 0;
     try {
-      while (todo.length > 0) {
-        if (this.abort.signal.aborted) {
-          this.drop('shutdown', todo.length);
-          return;
-        }
-        let retry: readonly LogRecord[];
-        try {
-          const outcome = await this.sink.write(todo);
-          retry = outcome?.retry ?? [];
-          const dead = outcome?.deadLetters ?? [];
-          if (dead.length > 0) {
-            this.stats.deadLettered += dead.length;
-            await this.deadLetters.append(dead);
-          }
-          this.stats.delivered += todo.length - retry.length - dead.length;
-        } catch (err) {
-          const message = err instanceof Error ? err.message : String(err);
-          this.stats.lastError = message;
-          if (err instanceof FatalSinkError) {
-            this.logger.error({ sink: this.sink.name, records: todo.length, err: message }, 'sink refused a batch for good; records written to dead letters');
-            this.stats.deadLettered += todo.length;
-            await this.deadLetters.append(todo.map((record) => ({ record, reason: message })));
-            return;
-          }
-          retry = todo;
-        }
-        if (retry.length === 0) return;
-        attempt++;
-        if (attempt > this.limits.maxRetries) {
-          this.stats.deadLettered += retry.length;
-          await this.deadLetters.append(retry.map((record) => ({ record, reason: `retries exhausted (${this.limits.maxRetries}): ${this.stats.lastError}` })));
-          return;
-        }
-        this.stats.retried += retry.length;
-        if (attempt === 1 || attempt % 10 === 0) {
-          this.logger.warn({ sink: this.sink.name, records: retry.length, attempt, err: this.stats.lastError }, 'sink delivery failed; retrying with backoff');
-        }
-        todo = retry;
-        await sleep(backoffDelay(attempt, RETRY_BASE_MS, this.limits.backoffMaxMs), this.abort.signal);
-      }
+      p.done = await this.send(p);
     } finally {
       this.stats.inFlightBatches--;
-      this.stats.queuedBytes -= bytes;
+      if (p.done) {
+        this.stats.queuedBytes -= p.bytes;
+        this.unacked.delete(p.seq);
+        if (p.end !== undefined) this.acknowledgeSpooled();
+      }
+      this.pump();
+      this.checkIdle();
     }
+  }
+
+  /** The checkpoint moves past every leading spooled batch that is done. */
+  private acknowledgeSpooled(): void {
+    let last: Pending | undefined;
+    while (this.spoolAcks[0]?.done === true) last = this.spoolAcks.shift();
+    if (last?.end !== undefined && this.spool !== undefined) {
+      this.spool.ack(last.end);
+      this.stats.spoolBytes = this.spool.bytes;
+    }
+    if (this.spoolAcks.length === 0 && this.reading === undefined) this.leaveSpoolIfDone();
+  }
+
+  /** Sends until every record is delivered or dead-lettered (true), or close() gave up (false). */
+  private async send(p: Pending): Promise<boolean> {
+    const signal = this.abort.signal;
+    let attempt = 0;
+    while (p.records.length > 0) {
+      if (signal.aborted) return false;
+      const todo = p.records;
+      let retry: readonly LogRecord[];
+      try {
+        const outcome = await unlessAborted(this.sink.write(todo), signal);
+        if (outcome === ABORTED) return false;
+        retry = outcome?.retry ?? [];
+        const dead = outcome?.deadLetters ?? [];
+        if (dead.length > 0) {
+          this.stats.deadLettered += dead.length;
+          await this.deadLetters.append(dead);
+        }
+        this.stats.delivered += todo.length - retry.length - dead.length;
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        this.stats.lastError = message;
+        if (err instanceof FatalSinkError) {
+          this.logger.error({ sink: this.sink.name, records: todo.length, err: message }, 'sink refused a batch for good; records written to dead letters');
+          this.stats.deadLettered += todo.length;
+          await this.deadLetters.append(todo.map((record) => ({ record, reason: message })));
+          p.records = [];
+          return true;
+        }
+        retry = todo;
+      }
+      p.records = retry;
+      if (retry.length === 0) return true;
+      attempt++;
+      if (attempt > this.limits.maxRetries) {
+        this.stats.deadLettered += retry.length;
+        await this.deadLetters.append(retry.map((record) => ({ record, reason: `retries exhausted (${this.limits.maxRetries}): ${this.stats.lastError}` })));
+        p.records = [];
+        return true;
+      }
+      this.stats.retried += retry.length;
+      if (attempt === 1 || attempt % 10 === 0) {
+        this.logger.warn({ sink: this.sink.name, records: retry.length, attempt, err: this.stats.lastError }, 'sink delivery failed; retrying with backoff');
+      }
+      await sleep(backoffDelay(attempt, RETRY_BASE_MS, this.limits.backoffMaxMs), signal);
+    }
+    return true;
   }
 
   private drop(reason: string, count: number): void {
     this.stats.dropped[reason] = (this.stats.dropped[reason] ?? 0) + count;
     const now = Date.now();
-    if (now - this.lastDropLog >= DROP_LOG_INTERVAL_MS) {
-      this.lastDropLog = now;
-      this.logger.error({ sink: this.sink.name, reason, dropped: this.stats.dropped }, 'sink backlog full or closed: records dropped (counted)');
+    if (now - (this.lastDropLog.get(reason) ?? 0) >= DROP_LOG_INTERVAL_MS) {
+      this.lastDropLog.set(reason, now);
+      this.logger.error({ sink: this.sink.name, reason, dropped: this.stats.dropped }, 'records dropped (counted; logged at most once a minute per reason)');
     }
+  }
+
+  private logSpooling(msg: string): void {
+    const now = Date.now();
+    if (now - this.lastSpoolLog < DROP_LOG_INTERVAL_MS) return;
+    this.lastSpoolLog = now;
+    this.logger.warn({ sink: this.sink.name, spoolBytes: this.stats.spoolBytes }, msg);
   }
 }

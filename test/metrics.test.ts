@@ -33,7 +33,7 @@ async function meteredDriver(env: Record<string, string> = {}, defaultMetrics = 
   const settings = readSettings(fullEnv);
   const store = new LogStore({ root: path.join(settings['state-dir'], 'containers'), budgetBytes: settings['store-budget'], logger: silent });
   await store.init();
-  const sinks = new TrackedSinkPool(settings['state-dir'], silent, settings['sink-queue-size'], 1000);
+  const sinks = new TrackedSinkPool(settings['state-dir'], silent, settings['sink-queue-size'], 1000, { spoolMaxBytes: settings['spool-max-size'] });
   const journal = new StreamJournal(path.join(settings['state-dir'], 'streams'));
   await journal.init();
   const driver = new Driver({ settings, env: fullEnv, store, sinks, logger: silent, fifoDir, journal });
@@ -149,21 +149,22 @@ describe('FIFO and stream metrics', () => {
 
   it('counts skipped frames by reason: corrupt, oversize, bad source, truncated at EOF', async () => {
     const f = await fixture();
-    const corrupt = frame(Buffer.from([0xff, 0xff, 0xff, 0xff]));
-    const oversize = Buffer.alloc(4 + 1_000_001);
+    // One stream per reason: after a corrupt or oversize frame the reader scans for the next frame start.
+    await f.runStream([entryFrame('ok', 1), frame(Buffer.from([0xff, 0xff, 0xff, 0xff])), entryFrame('ok2', 2)]);
+    const oversize = Buffer.alloc(4);
     oversize.writeUInt32BE(1_000_001, 0);
-    const badSource = entryFrame('from nowhere', 3, 'stdin');
-    const cut = entryFrame('cut short', 4).subarray(0, 8);
-    await f.runStream([entryFrame('ok', 1), corrupt, oversize, badSource, entryFrame('ok2', 2)], {}, cut);
+    await f.runStream([oversize, entryFrame('after oversize', 3)]);
+    await f.runStream([entryFrame('from nowhere', 4, 'stdin')]);
+    await f.runStream([entryFrame('whole', 5)], {}, entryFrame('cut short', 6).subarray(0, 8));
     const s = await f.scrape();
     expect(value(s, 'shiplog_fifo_frames_skipped_total', { reason: 'corrupt' })).toBe(1);
     expect(value(s, 'shiplog_fifo_frames_skipped_total', { reason: 'oversize' })).toBe(1);
     expect(value(s, 'shiplog_fifo_frames_skipped_total', { reason: 'bad_source' })).toBe(1);
     expect(value(s, 'shiplog_fifo_frames_skipped_total', { reason: 'truncated_at_eof' })).toBe(1);
-    expect(value(s, 'shiplog_fifo_resync_skipped_bytes_total')).toBe(0);
+    expect(value(s, 'shiplog_fifo_resync_skipped_bytes_total')).toBe(f.driver.endedStreamStats.skipped.resyncBytes);
     // The bad-source entry is decoded (and stored as dockerd sent it) but never becomes a line.
-    expect(value(s, 'shiplog_fifo_entries_total')).toBe(3);
-    expect(value(s, 'shiplog_lines_total')).toBe(2);
+    expect(value(s, 'shiplog_fifo_entries_total')).toBe(5);
+    expect(value(s, 'shiplog_lines_total')).toBe(4);
   });
 
   it('shows the store size on disk and its budget', async () => {

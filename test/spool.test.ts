@@ -112,7 +112,7 @@ describe('Spool', () => {
     const file = path.join(dir, segmentFiles(dir)[0] as string);
     const bytes = fs.readFileSync(file);
     const at = (i: number) => bytes.indexOf(`line-${i}-`);
-    bytes[at(3) + 2] ^= 0x20; // a flipped bit in record 3's line
+    bytes.writeUInt8((bytes.readUInt8(at(3) + 2) ^ 0x20), at(3) + 2); // a flipped bit in record 3's line
     bytes.writeUInt32BE(0x7fff, at(6) - 19 - 8); // record 6's length field
     // Torn tail: the file ends inside record 9 (its SEAL gone too, as after a crash mid-write).
     fs.writeFileSync(file, bytes.subarray(0, at(9) + 5));
