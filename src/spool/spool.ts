@@ -244,7 +244,9 @@ export class Spool {
     this.io = options.io ?? nodeSpoolIo;
     this.logger = options.logger;
     this.checkpointFile = new CheckpointFile(path.join(this.dir, CHECKPOINT_FILE));
-    this.nextId = Date.now();
+    // Ids of a new spool start from the clock (in µs), so files of an earlier spool in the same
+    // directory whose deletion is still under way can never share a name with new ones.
+    this.nextId = Date.now() * 1000;
     this.checkpoint = { pos: { seg: this.nextId, off: SEGMENT_HEADER_BYTES } };
     this.open();
   }
