@@ -461,6 +461,9 @@ export class Spool {
       this.writer = w;
       this.segments.push(seg);
       this.totalBytes += SEGMENT_HEADER_BYTES;
+      // The new file's directory entry, durable in the background like the data.
+      const dir = this.dir;
+      this.fdChain = this.fdChain.then(() => syncDirAsync(dir));
       return undefined;
     } catch (err) {
       if (fd !== undefined) fs.closeSync(fd);
@@ -924,6 +927,19 @@ function syncDir(dir: string): void {
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+async function syncDirAsync(dir: string): Promise<void> {
+  try {
+    const fh = await fs.promises.open(dir, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    // the directory went away (spool delivered and removed): nothing to make durable
   }
 }
 
