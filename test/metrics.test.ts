@@ -265,19 +265,21 @@ describe('sink metrics and health', () => {
   });
 
   it('drops past the memory bound are counted by sink and reason', async () => {
-    es.reset();
     // 1000 bytes hold 3 records of this size (line + 256 bytes accounting); no disk spool behind it.
     const f = await fixture({ SINK_QUEUE_SIZE: '1k', SPOOL_MAX_SIZE: '0' });
-    const stuck = es.faults.request({ fault: { kind: 'delay', ms: Number.POSITIVE_INFINITY, when: 'before' } });
+    // A server of its own that never answers a bulk request, closed at the end so the request fails
+    // and the runner can close (a write in flight is not abortable).
+    const hung = await startFakeEs();
+    hung.faults.request({ fault: { kind: 'delay', ms: Number.POSITIVE_INFINITY, when: 'before' } });
     try {
-      const config = { 'sinks': 'elasticsearch', 'es-url': es.url, 'es-flush-interval': '10ms' };
+      const config = { 'sinks': 'elasticsearch', 'es-url': hung.url, 'es-flush-interval': '10ms' };
       await f.runStream(Array.from({ length: 20 }, (_, i) => entryFrame(`line${String(i).padStart(2, '0')}`, i)), config);
       const s = await f.scrape();
       expect(value(s, 'shiplog_sink_records_received_total', { sink: 'elasticsearch' })).toBe(20);
       expect(value(s, 'shiplog_sink_records_dropped_total', { sink: 'elasticsearch', reason: 'queue-full' })).toBe(17);
       expect(value(s, 'shiplog_sink_queued_bytes', { sink: 'elasticsearch' })).toBe(3 * (6 + 256));
     } finally {
-      stuck.remove();
+      await hung.close();
     }
   });
 
