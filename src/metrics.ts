@@ -10,7 +10,7 @@ import type { FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { Driver } from './driver.js';
 import type { LogStreamStats } from './log-stream.js';
-import type { SinkInstanceHealth, TrackedSinkPool } from './sink-health.js';
+import type { SinkInstanceHealth, SinkTotals, TrackedSinkPool } from './sink-health.js';
 import type { LogStore } from './store/store.js';
 
 export interface MetricsSources {
@@ -93,7 +93,7 @@ export class ShiplogMetrics {
       },
     });
 
-    const sinkCounter = (name: string, help: string, pick: (t: { received: number; delivered: number; retried: number; deadLettered: number }) => number): void => {
+    const sinkCounter = (name: string, help: string, pick: (t: SinkTotals) => number): void => {
       new Counter({
         name, help, labelNames: ['sink'] as const, registers,
         collect() {
@@ -106,8 +106,9 @@ export class ShiplogMetrics {
     sinkCounter('shiplog_sink_records_delivered_total', 'Records the sink backend accepted', (t) => t.delivered);
     sinkCounter('shiplog_sink_records_retried_total', 'Record deliveries retried after a retryable failure (one record retried twice counts 2)', (t) => t.retried);
     sinkCounter('shiplog_sink_records_dead_lettered_total', 'Records written to the dead-letter file (refused for good, or retries exhausted)', (t) => t.deadLettered);
+    sinkCounter('shiplog_sink_records_spooled_total', 'Records written to the disk spool (past the memory bound, or still undelivered at a stop)', (t) => t.spooled);
     new Counter({
-      name: 'shiplog_sink_records_dropped_total', help: 'Records dropped, by sink and reason (queue-full: the bounded backlog was full; shutdown: undelivered at the shutdown deadline)',
+      name: 'shiplog_sink_records_dropped_total', help: 'Records dropped, by sink and reason (spool-full, disk-full, spool-corrupt, spool-error; without a spool: queue-full, shutdown)',
       labelNames: ['sink', 'reason'] as const, registers,
       collect() {
         this.reset();
@@ -124,6 +125,7 @@ export class ShiplogMetrics {
       });
     };
     perInstance('shiplog_sink_queued_bytes', 'Bytes of records waiting in memory for a sink, summed over its instances', (h) => h.backlogBytes);
+    perInstance('shiplog_sink_spool_bytes', 'Bytes of the disk spools of a sink, summed over its instances', (h) => h.spoolBytes);
     perInstance('shiplog_sink_in_flight_batches', 'Batches being written or waiting to retry', (h) => h.inFlightBatches);
     new Gauge({
       name: 'shiplog_sink_instances', help: 'Open sink instances by state (ok, retrying: the last write failed and records wait)',

@@ -17,6 +17,8 @@ export interface SinkTotals {
   delivered: number;
   retried: number;
   deadLettered: number;
+  /** Records written to the disk spool (overflow past the memory bound, and memory saved at close). */
+  spooled: number;
   dropped: Record<string, number>;
 }
 
@@ -33,11 +35,14 @@ export interface SinkInstanceHealth {
   readonly sink: string;
   /** The sink's instance key (file path, or ES URL/index/options with secrets fingerprinted); URL credentials hidden. */
   readonly instance: string;
-  /** ok: the last write succeeded (or none yet); retrying: it failed and records wait for the next try. */
+  /** ok: the last write succeeded (or none yet); retrying: it failed and records wait (memory or spool) for the next try. */
   readonly state: 'ok' | 'retrying';
   readonly lastError: string;
   readonly lastWriteAt: string;
+  /** Bytes of records waiting in memory. */
   readonly backlogBytes: number;
+  /** Bytes of the instance's disk spool. */
+  readonly spoolBytes: number;
   readonly inFlightBatches: number;
   readonly delivered: number;
   readonly retried: number;
@@ -87,7 +92,7 @@ export class TrackedSinkPool extends SinkPool {
   instances(): SinkInstanceHealth[] {
     return [...this.tracked].map(([runner, t]) => {
       const s = runner.stats;
-      const pending = s.queuedBytes > 0 || s.inFlightBatches > 0;
+      const pending = s.queuedBytes > 0 || s.inFlightBatches > 0 || s.spoolBytes > 0;
       return {
         sink: t.sink,
         instance: hideUrlCredentials(t.instance),
@@ -95,6 +100,7 @@ export class TrackedSinkPool extends SinkPool {
         lastError: t.probe.lastError !== '' ? t.probe.lastError : s.lastError,
         lastWriteAt: t.probe.lastWriteAt,
         backlogBytes: s.queuedBytes,
+        spoolBytes: s.spoolBytes,
         inFlightBatches: s.inFlightBatches,
         delivered: s.delivered,
         retried: s.retried,
@@ -144,7 +150,7 @@ class ProbedSink implements Sink {
 function totalsFor(map: Map<string, SinkTotals>, sink: string): SinkTotals {
   let t = map.get(sink);
   if (t === undefined) {
-    t = { received: 0, delivered: 0, retried: 0, deadLettered: 0, dropped: {} };
+    t = { received: 0, delivered: 0, retried: 0, deadLettered: 0, spooled: 0, dropped: {} };
     map.set(sink, t);
   }
   return t;
@@ -155,6 +161,7 @@ function addTotals(into: SinkTotals, from: Readonly<SinkTotals> | Readonly<SinkR
   into.delivered += from.delivered;
   into.retried += from.retried;
   into.deadLettered += from.deadLettered;
+  into.spooled += from.spooled;
   for (const [reason, n] of Object.entries(from.dropped)) into.dropped[reason] = (into.dropped[reason] ?? 0) + n;
 }
 

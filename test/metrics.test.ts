@@ -283,6 +283,33 @@ describe('sink metrics and health', () => {
     }
   });
 
+  it('past the memory bound records go to the disk spool: counted, its bytes shown, all delivered once the backend is back', async () => {
+    es.reset();
+    const f = await fixture({ SINK_QUEUE_SIZE: '1k' });
+    const outage = es.faults.request({ fault: { kind: 'status', status: 503 } });
+    const config = { 'sinks': 'elasticsearch', 'es-url': es.url, 'es-flush-interval': '10ms', 'es-backoff-max': '50ms' };
+    const es1 = { sink: 'elasticsearch' };
+    const fifo = f.makeFifo();
+    await f.post('/LogDriver.StartLogging', { File: fifo.file, Info: info(config) });
+    await fifo.write(Buffer.concat(Array.from({ length: 20 }, (_, i) => entryFrame(`line${String(i).padStart(2, '0')}`, i))));
+    await vi.waitFor(async () => expect(value(await f.scrape(), 'shiplog_sink_records_received_total', es1)).toBe(20));
+    const s = await f.scrape();
+    // 3 records fit in memory; from the first that does not, every record goes to the spool, in order.
+    expect(value(s, 'shiplog_sink_records_spooled_total', es1)).toBe(17);
+    expect(value(s, 'shiplog_sink_records_dropped_total', es1)).toBeUndefined();
+    const h = f.metrics.health().sinks[0];
+    expect(h?.spoolBytes).toBeGreaterThan(0);
+    expect(value(s, 'shiplog_sink_spool_bytes', es1)).toBe(h?.spoolBytes);
+    await vi.waitFor(() => expect(f.metrics.health().sinks[0]?.state).toBe('retrying'), { timeout: 10_000 });
+
+    outage.remove();
+    await vi.waitFor(() => expect(es.docs()).toHaveLength(20), { timeout: 10_000 });
+    await vi.waitFor(async () => expect(value(await f.scrape(), 'shiplog_sink_records_delivered_total', es1)).toBe(20));
+    await f.post('/LogDriver.StopLogging', { File: fifo.file });
+    fifo.close();
+    await f.driver.whenEnded(fifo.file);
+  });
+
   it('hides credentials of URLs in instance keys', () => {
     expect(hideUrlCredentials('elasticsearch es-url="https://elastic:s3cret@es1:9200,http://u:p@es2:9200" es-index="x"'))
       .toBe('elasticsearch es-url="https://***@es1:9200,http://***@es2:9200" es-index="x"');
