@@ -141,6 +141,7 @@ afterAll(async () => {
   await registry?.close();
   for (const c of containers) await docker(['rm', '-f', c]);
   for (const ref of [REF, `${PLUGIN}:latest`]) await docker(['plugin', 'rm', '-f', ref]);
+  fs.rmSync(work, { recursive: true, force: true }); // the rootfs alone is ~150 MB
 });
 
 /** `docker run -d` with the plugin as log driver; the container is removed after the file. */
