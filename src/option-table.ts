@@ -81,7 +81,10 @@ export function parseTable<T extends OptionTable>(
   const out: Record<string, unknown> = {};
   for (const [key, spec] of Object.entries(table)) {
     const fromOpt = config[key];
-    const fromEnv = env[envName(key)];
+    // An empty value in the environment means "not set" (config.json cannot declare an env without
+    // one, and `docker plugin set X=` is how users clear a setting).
+    const envText = env[envName(key)];
+    const fromEnv = envText === '' ? undefined : envText;
     const text = fromOpt ?? fromEnv ?? spec.default;
     try {
       out[key] = spec.parse(text);
