@@ -81,8 +81,13 @@ export class Driver {
     if (this.streams.has(fifo)) throw new DriverError(`already logging from ${fifo}`);
     const info = normalizeInfo(rawInfo);
     await this.openStream(fifo, info);
-    // Journalled before dockerd hears back, so a crash from here on still re-attaches.
-    await this.parts.journal.record({ file: fifo, info, startedAt: new Date().toISOString() });
+    // Journalled before dockerd hears back, so a crash from here on still re-attaches. A journal that
+    // cannot be written (disk full) costs only that: the container must not fail to start over it.
+    try {
+      await this.parts.journal.record({ file: fifo, info, startedAt: new Date().toISOString() });
+    } catch (err) {
+      this.parts.logger.error({ file: fifo, err: (err as Error).message }, 'could not journal the stream; it will not be re-attached after a restart');
+    }
   }
 
   /**

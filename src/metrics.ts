@@ -144,6 +144,13 @@ export class ShiplogMetrics {
       name: 'shiplog_store_budget_bytes', help: 'The local store budget (STORE_BUDGET)', registers,
       collect() { this.set(src.storeBudgetBytes); },
     });
+    new Counter({
+      name: 'shiplog_store_failed_write_bytes_total', help: 'Bytes of entries the local store could not write (disk full, I/O error), by error code', labelNames: ['code'], registers,
+      collect() {
+        this.reset();
+        for (const [code, bytes] of Object.entries(src.store.failedAppendBytes)) this.inc({ code }, bytes);
+      },
+    });
 
     this.requests = new Counter({ name: 'shiplog_plugin_requests_total', help: 'Plugin API calls from dockerd, by call', labelNames: ['call'] as const, registers });
     for (const call of CALLS) this.requests.inc({ call: call.slice(1) }, 0);

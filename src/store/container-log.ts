@@ -51,6 +51,8 @@ export interface Follower {
 export interface ContainerLogHooks {
   /** After a rotation, so the store can enforce its budget. */
   onRotated(): void;
+  /** A write failed (disk full, I/O error): the entries in it are not stored. */
+  onAppendFailed(bytes: number, err: NodeJS.ErrnoException): void;
 }
 
 const FILE_MODE = 0o640;
@@ -237,7 +239,7 @@ export class ContainerLog {
       // One write; the loop runs again only after a short write (disk nearly full).
       while (written < records.length) written += fs.writeSync(this.fd, records, written);
     } catch (err) {
-      this.logger.error({ container: this.id, bytes: records.length, err }, 'store: append failed; entries not stored');
+      this.hooks.onAppendFailed(records.length, err as NodeJS.ErrnoException);
       if (written > 0) {
         try {
           fs.ftruncateSync(this.fd, current.diskBytes);

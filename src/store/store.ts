@@ -131,6 +131,20 @@ export class LogStore {
   }
 
   /** Bytes on disk across all containers. */
+  /** Bytes of entries that could not be written (disk full, I/O errors), by error code. */
+  readonly failedAppendBytes: Record<string, number> = {};
+  private lastAppendFailureLog = 0;
+
+  private countAppendFailure(containerId: string, bytes: number, err: NodeJS.ErrnoException): void {
+    const code = err.code ?? 'EIO';
+    this.failedAppendBytes[code] = (this.failedAppendBytes[code] ?? 0) + bytes;
+    // Once a minute at most: a full disk fails every write, and the FIFO keeps being drained.
+    const now = Date.now();
+    if (now - this.lastAppendFailureLog < 60_000) return;
+    this.lastAppendFailureLog = now;
+    this.logger.error({ container: containerId, code, failedBytes: this.failedAppendBytes }, 'store: writes failing; entries are not stored for docker logs (sinks still get them)');
+  }
+
   get totalBytes(): number {
     let total = 0;
     for (const c of this.containers.values()) total += c.diskBytes;
@@ -150,7 +164,10 @@ export class LogStore {
   }
 
   private loadContainer(containerId: string): ContainerLog {
-    return ContainerLog.load(this.settings.root, containerId, this.logger, { onRotated: () => this.enforceBudget() });
+    return ContainerLog.load(this.settings.root, containerId, this.logger, {
+      onRotated: () => this.enforceBudget(),
+      onAppendFailed: (bytes, err) => this.countAppendFailure(containerId, bytes, err),
+    });
   }
 
   /** Deletes whole segments, oldest first, stopped containers first, until under budget. */
