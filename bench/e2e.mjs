@@ -12,8 +12,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  IMAGE, LineCounter, NULL_NAME, SHIPLOG_NAME, cpuSeconds, docker, dockerOk, dockerdPid, loadAverage, log, machineJiffies,
-  memoryKiB, nullPluginStats, removeAllContainers, settle, startFakeEs, startPlugin, waitFor,
+  IMAGE, LineCounter, bounded, diffThreadCpu, drainFifos, threadCpu, NULL_NAME, SHIPLOG_NAME, cpuSeconds, docker, dockerOk, dockerdPid, loadAverage, log, machineJiffies,
+  httpGetUnix, memoryKiB, metricValue, nullPluginStats, removeAllContainers, settle, startFakeEs, startPlugin, waitFor,
 } from './lib.mjs';
 
 /** A 199-character log-like line (200 bytes with its newline); no quotes, so it sits in sh -c '…'. */
@@ -55,48 +55,62 @@ export const DRIVERS = {
   // 20.10) for a driver without ReadLogs, about doubling its CPU; shiplog has ReadLogs, so it never gets
   // that cache. The floor is dockerd → FIFO → a reader that discards.
   null: { label: 'null plugin', plugin: 'null', args: ['--log-driver', NULL_NAME, '--log-opt', 'cache-disabled=true'] },
+  // The core alone (FIFO → decode → local store, no sink): separates the core's cost from the sinks'.
+  'shiplog-store': { label: 'shiplog (store only, sinks=none)', plugin: 'shiplog', storeOnly: true, args: ['--log-driver', SHIPLOG_NAME, '--log-opt', 'sinks=none'] },
   shiplog: { label: 'shiplog (file sink)', plugin: 'shiplog', args: ['--log-driver', SHIPLOG_NAME] },
   'shiplog-es': { label: 'shiplog (ES sink, fake-es)', plugin: 'shiplog', es: true, args: ['--log-driver', SHIPLOG_NAME, '--log-opt', 'sinks=elasticsearch'] },
 };
 
 let runCounter = 0;
+/** Longest a run's containers may take before the run counts as failed (a healthy one takes seconds). */
+const RUN_TIMEOUT_MS = 300_000;
 
-async function runOne({ app, work, driverKey, wlKey, wl, rep, nodeArgs = [], keepPlugin }) {
+async function runOne({ app, work, driverKey, wlKey, wl, rep, nodeArgs = [], env = {}, keepPlugin }) {
   const driver = DRIVERS[driverKey];
   const dockerd = dockerdPid();
   const runDir = path.join(work, `run-${++runCounter}`);
   fs.rmSync(runDir, { recursive: true, force: true });
   const es = driver.es ? await startFakeEs(path.join(runDir, 'es')) : undefined;
-  const plugin = keepPlugin ?? (driver.plugin !== undefined ? await startPlugin({ kind: driver.plugin, app, workDir: runDir, nodeArgs }) : undefined);
+  const plugin = keepPlugin ?? (driver.plugin !== undefined ? await startPlugin({
+    kind: driver.plugin, app, workDir: runDir,
+    // Store only: "delivered" is read from shiplog's metrics (on a unix socket, polled only after the containers ended).
+    ...(driver.plugin === 'shiplog' ? { nodeArgs, env: { ...env, ...(driver.storeOnly ? { METRICS_ADDRESS: path.join(runDir, 'metrics.sock') } : {}) } } : {}),
+  }) : undefined);
   const names = Array.from({ length: wl.containers }, (_, i) => `b-${wlKey}-${driverKey}-${rep}-${runCounter}-${i}`);
   const args = [...driver.args, ...(es !== undefined ? ['--log-opt', `es-url=${es.url}`] : [])];
   const expected = wl.linesEach * wl.containers;
   const result = { workload: wlKey, driver: driverKey, rep, lines: expected, bytes: wl.bytes };
   try {
     await settle([dockerd, ...(plugin ? [plugin.pid] : [])]);
-    const counters = plugin?.name === SHIPLOG_NAME && !driver.es ? names.map((n) => new LineCounter(path.join(plugin.filesDir, `${n}.log`))) : undefined;
+    const counters = plugin?.name === SHIPLOG_NAME && !driver.es && !driver.storeOnly ? names.map((n) => new LineCounter(path.join(plugin.filesDir, `${n}.log`))) : undefined;
     const cpu0 = { dockerd: cpuSeconds(dockerd), plugin: plugin ? cpuSeconds(plugin.pid) : 0, es: es ? cpuSeconds(es.pid) : 0 };
+    const threads0 = plugin ? threadCpu(plugin.pid) : undefined;
     const mach0 = machineJiffies();
     result.loadBefore = loadAverage()[0];
     const t0 = performance.now();
-    await Promise.all(names.map(async (name) => {
+    await bounded(Promise.all(names.map(async (name) => {
       await dockerOk(['run', '-d', '--name', name, ...args, IMAGE, ...wl.cmd]);
       const w = await dockerOk(['wait', name]);
       if (w.stdout.trim() !== '0') throw new Error(`${name} exited ${w.stdout.trim()}`);
-    }));
+    })), { plugin, ms: RUN_TIMEOUT_MS, what: 'the containers' });
     const tDone = performance.now();
     result.doneMs = tDone - t0;
     let delivered = tDone;
     if (plugin !== undefined) {
       const timeoutMs = Math.max(120_000, result.doneMs * 20);
-      if (plugin.name === NULL_NAME) {
-        await waitFor('null plugin EOF', async () => (await nullPluginStats(plugin.socket)).ended >= names.length, timeoutMs);
-        result.pluginBytes = (await nullPluginStats(plugin.socket)).bytes;
-      } else if (es !== undefined) {
-        await waitFor('fake-es documents', async () => (await es.stats()).stored >= expected, timeoutMs);
-      } else {
-        await waitFor('file sink lines', () => counters.reduce((s, c) => s + c.poll(), 0) >= expected, timeoutMs);
+      let probe;
+      if (plugin.name === NULL_NAME) probe = waitFor('null plugin EOF', async () => (await nullPluginStats(plugin.socket)).ended >= names.length, timeoutMs);
+      else if (driver.storeOnly) {
+        // Every stream ended (EOF read, store flushed) and every line counted.
+        probe = waitFor('store-only streams ended', async () => {
+          const m = await httpGetUnix(path.join(runDir, 'metrics.sock'), '/metrics');
+          return metricValue(m, 'shiplog_streams') === 0 && metricValue(m, 'shiplog_lines_total') >= expected ? m : undefined;
+        }, timeoutMs, 100);
       }
+      else if (es !== undefined) probe = waitFor('fake-es documents', async () => (await es.stats()).stored >= expected, timeoutMs);
+      else probe = waitFor('file sink lines', () => counters.reduce((s, c) => s + c.poll(), 0) >= expected, timeoutMs);
+      await bounded(probe, { plugin, ms: timeoutMs + 1000, what: 'delivery' });
+      if (plugin.name === NULL_NAME) result.pluginBytes = (await nullPluginStats(plugin.socket)).bytes;
       delivered = performance.now();
     }
     result.deliveredMs = delivered - t0;
@@ -106,12 +120,15 @@ async function runOne({ app, work, driverKey, wlKey, wl, rep, nodeArgs = [], kee
       plugin: plugin ? cpuSeconds(plugin.pid) - cpu0.plugin : 0,
       es: es ? cpuSeconds(es.pid) - cpu0.es : 0,
     };
+    if (plugin) result.pluginThreads = diffThreadCpu(threads0, threadCpu(plugin.pid), plugin.pid);
     result.machineBusyShare = (mach1.busy - mach0.busy) / Math.max(1, mach1.total - mach0.total);
     result.loadAfter = loadAverage()[0];
     if (plugin) result.pluginHwmKiB = memoryKiB(plugin.pid).hwm;
     if (es) result.esHwmKiB = memoryKiB(es.pid).hwm;
     // Exactness: nothing lost, nothing doubled (checked after delivery, so late duplicates show too).
-    if (counters !== undefined) {
+    if (driver.storeOnly && keepPlugin === undefined) {
+      result.deliveredCount = metricValue(await httpGetUnix(path.join(runDir, 'metrics.sock'), '/metrics'), 'shiplog_lines_total');
+    } else if (counters !== undefined) {
       await new Promise((r) => setTimeout(r, 300));
       result.deliveredCount = counters.reduce((s, c) => s + c.poll(), 0);
     } else if (es !== undefined) {
@@ -124,7 +141,11 @@ async function runOne({ app, work, driverKey, wlKey, wl, rep, nodeArgs = [], kee
     result.error = String(err?.message ?? err);
     log(`  ! ${driverKey} ${wlKey} rep ${rep}: ${result.error}`);
   } finally {
-    await docker(['rm', '-f', ...names]);
+    // A plugin that died leaves dockerd blocking the containers on full pipes: read them empty first.
+    const stopDrain = result.error !== undefined && plugin !== undefined ? drainFifos(plugin.fifos()) : undefined;
+    const rm = await docker(['rm', '-f', ...names], { timeoutMs: 120_000 });
+    stopDrain?.();
+    if (rm.code !== 0) log(`  ! docker rm -f failed: ${rm.stderr.trim()}`);
     if (keepPlugin === undefined) await plugin?.stop();
     await es?.stop();
     if (keepPlugin === undefined) fs.rmSync(runDir, { recursive: true, force: true });
@@ -132,7 +153,7 @@ async function runOne({ app, work, driverKey, wlKey, wl, rep, nodeArgs = [], kee
   return result;
 }
 
-export async function runE2e({ app, work, scale, reps, drivers, workloadKeys }) {
+export async function runE2e({ app, work, scale, reps, drivers, workloadKeys, nodeArgs = [], env = {} }) {
   const all = workloads(scale);
   const results = [];
   await removeAllContainers();
@@ -142,7 +163,7 @@ export async function runE2e({ app, work, scale, reps, drivers, workloadKeys }) 
     for (let rep = 1; rep <= reps; rep++) {
       const order = rep % 2 === 1 ? drivers : [...drivers].reverse();
       for (const driverKey of order) {
-        const r = await runOne({ app, work, driverKey, wlKey, wl, rep });
+        const r = await runOne({ app, work, driverKey, wlKey, wl, rep, nodeArgs, env });
         results.push(r);
         log(`  ${wlKey} ${driverKey.padEnd(10)} rep ${rep}: done ${(r.doneMs / 1000).toFixed(2)} s, delivered ${(r.deliveredMs / 1000).toFixed(2)} s, `
           + `cpu dockerd ${r.cpu?.dockerd.toFixed(2)} plugin ${r.cpu?.plugin.toFixed(2)}${r.cpu?.es ? ` fake-es ${r.cpu.es.toFixed(2)}` : ''}`

@@ -48,7 +48,7 @@ export function dockerdPid() {
  * Runs the docker CLI. `stdout`: 'capture' (default), 'null' (to /dev/null, for timing reads) or
  * 'count' (bytes counted, not kept). Never throws on a non-zero exit.
  */
-export function docker(args, { stdout = 'capture' } = {}) {
+export function docker(args, { stdout = 'capture', timeoutMs = 600_000 } = {}) {
   return new Promise((resolve, reject) => {
     const nullFd = stdout === 'null' ? fs.openSync('/dev/null', 'w') : undefined;
     const child = spawn('docker', args, {
@@ -56,13 +56,17 @@ export function docker(args, { stdout = 'capture' } = {}) {
       stdio: ['ignore', nullFd ?? 'pipe', 'pipe'],
     });
     if (nullFd !== undefined) fs.closeSync(nullFd);
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     const out = [];
     let bytes = 0;
     let err = '';
     child.stdout?.on('data', (b) => { bytes += b.length; if (stdout === 'capture') out.push(b); });
     child.stderr.on('data', (b) => { err += b.toString(); });
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout: Buffer.concat(out).toString('utf8'), stderr: err, bytes }));
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, stdout: Buffer.concat(out).toString('utf8'), stderr: err, bytes });
+    });
   });
 }
 
@@ -98,6 +102,38 @@ export function cpuSeconds(pid) {
   } catch {
     return 0;
   }
+}
+
+/**
+ * CPU seconds of a process per thread, user and system time apart. Diff two readings with
+ * diffThreadCpu: `main` is the JavaScript thread, `helpers` every other thread (V8's GC helpers and
+ * libuv's threadpool: fs.promises, zlib; node 20 names them all "node", so they cannot be told apart).
+ */
+export function threadCpu(pid) {
+  const out = new Map();
+  let tids = [];
+  try { tids = fs.readdirSync(`/proc/${pid}/task`); } catch { return out; }
+  for (const tid of tids) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(tid, { comm, user: Number(f[11]) / CLK_TCK, sys: Number(f[12]) / CLK_TCK });
+    } catch { /* thread ended */ }
+  }
+  return out;
+}
+
+export function diffThreadCpu(before, after, pid) {
+  const kinds = {};
+  for (const [tid, a] of after) {
+    const b = before.get(tid) ?? { user: 0, sys: 0 };
+    const kind = tid === String(pid) ? 'main' : 'helpers';
+    const k = (kinds[kind] ??= { user: 0, sys: 0 });
+    k.user += a.user - b.user;
+    k.sys += a.sys - b.sys;
+  }
+  return kinds;
 }
 
 /** VmHWM (peak RSS) and VmRSS in KiB. */
@@ -137,6 +173,15 @@ export async function settle(pids, { windowMs = 400, maxShare = 0.08, timeoutMs 
     const used = pids.reduce((s, p) => s + cpuSeconds(p), 0) - before;
     if (used / (windowMs / 1000) < maxShare || Date.now() > deadline) return;
   }
+}
+
+/** `promise`, or a rejection when `plugin` exits first or `ms` pass first. */
+export function bounded(promise, { plugin, ms, what }) {
+  let timer;
+  const guards = [new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: no end after ${ms / 1000} s`)), ms); })];
+  if (plugin !== undefined) guards.push(plugin.exited.then((c) => { throw new Error(`${plugin.name} exited (${c}) during ${what}: ${plugin.output().slice(-300).replace(/\s+/g, ' ')}`); }));
+  for (const g of guards) g.catch(() => undefined);
+  return Promise.race([promise, ...guards]).finally(() => clearTimeout(timer));
 }
 
 export async function waitFor(what, probe, timeoutMs, intervalMs = 25) {
@@ -224,6 +269,7 @@ export async function startPlugin({ kind, app, workDir, env = {}, nodeArgs = [] 
       // One file per container for the whole run, so delivery can be counted by newlines.
       LOG_OPT_FILE_MAX_SIZE: '100g',
       STORE_BUDGET: '8g',
+      BENCH_FIFO_LOG: path.join(workDir, 'fifos.txt'),
       ...env,
     },
     stdio: ['ignore', outFd, outFd],
@@ -238,6 +284,19 @@ export async function startPlugin({ kind, app, workDir, env = {}, nodeArgs = [] 
   }, 30_000, 20);
   return {
     name, socket, stateDir, filesDir, workDir, pid: child.pid, child, output,
+    /** Resolves with the exit code or signal when the process ends (for racing against a run). */
+    exited,
+    get alive() { return child.exitCode === null && child.signalCode === null; },
+    /** The FIFOs dockerd handed this process (null plugin: its log; shiplog: its journal of live streams). */
+    fifos() {
+      if (kind === 'null') {
+        try { return fs.readFileSync(path.join(workDir, 'fifos.txt'), 'utf8').split('\n').filter((l) => l !== ''); } catch { return []; }
+      }
+      const dir = path.join(stateDir, 'streams');
+      try {
+        return fs.readdirSync(dir).filter((n) => n.endsWith('.json')).map((n) => JSON.parse(fs.readFileSync(path.join(dir, n), 'utf8')).file);
+      } catch { return []; }
+    },
     async stop(timeoutMs = 30_000) {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
@@ -246,6 +305,25 @@ export async function startPlugin({ kind, app, workDir, env = {}, nodeArgs = [] 
       return r;
     },
   };
+}
+
+/**
+ * Reads FIFOs to EOF and discards: when a plugin died mid-run, dockerd blocks the containers on their
+ * full pipes (and `docker rm -f` with them) until someone reads. Returns a function that stops.
+ */
+export function drainFifos(paths) {
+  const sockets = [];
+  for (const p of paths) {
+    try {
+      const fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+      const s = new net.Socket({ fd, readable: true, writable: false, allowHalfOpen: true });
+      s.on('data', () => undefined);
+      s.on('end', () => s.destroy());
+      s.on('error', () => s.destroy());
+      sockets.push(s);
+    } catch { /* gone already */ }
+  }
+  return () => { for (const s of sockets) s.destroy(); };
 }
 
 /** Asks the null plugin for its counters (streams started/ended, bytes read). */
@@ -260,6 +338,24 @@ export function nullPluginStats(socket) {
     });
     c.on('error', reject);
   });
+}
+
+/** GET `path` from an HTTP server on a unix socket; resolves with the body. */
+export function httpGetUnix(socket, urlPath) {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(socket);
+    let data = '';
+    c.on('connect', () => c.write(`GET ${urlPath} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
+    c.on('data', (b) => { data += b.toString(); });
+    c.on('end', () => resolve(data.slice(data.indexOf('\r\n\r\n') + 4)));
+    c.on('error', reject);
+  });
+}
+
+/** One unlabelled sample of a Prometheus text exposition (NaN when absent). */
+export function metricValue(text, name) {
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return m === null ? NaN : Number(m[1]);
 }
 
 /** fake-es (test/support/fake-es.ts) in its own process; stats over IPC. */

@@ -15,7 +15,11 @@ const socketPath = process.env.SOCKET ?? '/run/docker/plugins/nullplugin-bench.s
 const stats = { started: 0, ended: 0, bytes: 0, chunks: 0 };
 const open = new Map();
 
+/** FIFO paths, one a line, so the benchmark can drain them if this process dies mid-run. */
+const fifoLog = process.env.BENCH_FIFO_LOG;
+
 function startLogging(file) {
+  if (fifoLog !== undefined) fs.appendFileSync(fifoLog, `${file}\n`);
   const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   const socket = new net.Socket({ fd, readable: true, writable: false, allowHalfOpen: true });
   stats.started++;

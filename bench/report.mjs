@@ -28,6 +28,9 @@ export function summariseE2e(e2e) {
         linesPerSec: (wl.linesEach * wl.containers) / (delivered / 1000), mbPerSec: wl.bytes / 1e6 / (delivered / 1000),
         dockerdCpu: median(ok.map((r) => r.cpu.dockerd)), pluginCpu: median(ok.map((r) => r.cpu.plugin)), esCpu: median(ok.map((r) => r.cpu.es)),
         cpuRatio: median(ok.filter((r) => r.cpu.plugin > 0).map((r) => r.cpu.plugin / r.cpu.dockerd)),
+        mainCpu: median(ok.filter((r) => r.pluginThreads?.main).map((r) => r.pluginThreads.main.user + r.pluginThreads.main.sys)),
+        helperCpu: median(ok.filter((r) => r.pluginThreads?.main).map((r) => (r.pluginThreads.helpers?.user ?? 0) + (r.pluginThreads.helpers?.sys ?? 0))),
+        sysCpu: median(ok.filter((r) => r.pluginThreads?.main).map((r) => r.pluginThreads.main.sys + (r.pluginThreads.helpers?.sys ?? 0))),
         hwmMiB: median(ok.map((r) => (r.pluginHwmKiB ?? NaN) / 1024)), hwmMaxMiB: Math.max(...ok.map((r) => (r.pluginHwmKiB ?? -Infinity) / 1024)),
         esHwmMiB: median(ok.map((r) => (r.esHwmKiB ?? NaN) / 1024)),
         load: median(ok.map((r) => r.loadBefore)), busy: median(ok.map((r) => r.machineBusyShare)),
@@ -107,14 +110,15 @@ function e2eSection(results) {
   for (const [wlKey, wl] of Object.entries(e2e.workloads)) {
     const byDriver = s[wlKey];
     lines.push(`### ${wlKey}: ${wl.label} (${f(wl.bytes / 1e6, 1)} MB)`, '');
-    lines.push('| driver | container done, s | delivered, s (min–max) | lines/s | MB/s | wall × null | wall × local | dockerd CPU, s | plugin CPU, s | plugin/dockerd CPU | plugin peak RSS, MiB | runs |');
-    lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+    lines.push('| driver | container done, s | delivered, s (min–max) | lines/s | MB/s | wall × null | wall × local | dockerd CPU, s | plugin CPU, s | main thread / other threads / kernel part of both | plugin/dockerd CPU | plugin peak RSS, MiB | runs |');
+    lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
     const ref = byDriver.null?.deliveredMs;
     const loc = byDriver.local?.doneMs;
     for (const [driver, d] of Object.entries(byDriver)) {
       const es = d.esCpu > 0 ? ` (+ fake-es ${f(d.esCpu)})` : '';
       lines.push(`| ${e2e.drivers[driver].label} | ${f(d.doneMs / 1000)} | ${f(d.deliveredMs / 1000)} (${f(d.deliveredRange[0] / 1000)}–${f(d.deliveredRange[1] / 1000)}) | ${big(d.linesPerSec)} | ${f(d.mbPerSec, 1)} | `
-        + `${f(d.deliveredMs / ref)} | ${f(d.deliveredMs / loc)} | ${f(d.dockerdCpu)} | ${d.pluginCpu > 0 ? f(d.pluginCpu) + es : '–'} | ${Number.isFinite(d.cpuRatio) ? f(d.cpuRatio) : '–'} | `
+        + `${f(d.deliveredMs / ref)} | ${f(d.deliveredMs / loc)} | ${f(d.dockerdCpu)} | ${d.pluginCpu > 0 ? f(d.pluginCpu) + es : '–'} | `
+        + `${Number.isFinite(d.mainCpu) ? `${f(d.mainCpu)} / ${f(d.helperCpu)} / ${f(d.sysCpu)}` : '–'} | ${Number.isFinite(d.cpuRatio) ? f(d.cpuRatio) : '–'} | `
         + `${Number.isFinite(d.hwmMiB) ? `${f(d.hwmMiB, 0)} (max ${f(d.hwmMaxMiB, 0)})` : '–'} | ${d.runs - d.failed}/${d.runs}${d.failed > 0 ? ` (${[...new Set(d.errors)].join('; ')})` : ''} |`);
     }
     const loads = Object.values(byDriver).map((d) => d.load);

@@ -12,7 +12,11 @@
  * Flags: --quick, --reps N, --scale F (e2e sizes), --store-mb N (docker logs store), --only LIST
  * (e2e,logs,micro,profile), --workloads LIST (short,200b,40k,many), --drivers LIST
  * (none,local,json-file,null,shiplog,shiplog-es), --out FILE (default BENCHMARKS.md; quick runs
- * default to /tmp/sl-bench/BENCHMARKS.quick.md), --keep-dockerd (leave the private dockerd running).
+ * default to /tmp/sl-bench/BENCHMARKS.quick.md), --keep-dockerd (leave the private dockerd running),
+ * --shiplog-node-args "ARGS" and --shiplog-env K=V,K=V (shiplog's node flags and environment in the
+ * end-to-end runs, for before/after experiments such as a V8 heap flag or SINK_QUEUE_SIZE), --app DIR
+ * (measure that tree, laid out like the snapshot in /tmp/sl-bench/app, instead of a fresh snapshot of
+ * dist/: for trying a patch to the built JavaScript without touching the shared checkout).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -35,6 +39,9 @@ const { values: flags } = parseArgs({
     drivers: { type: 'string' },
     out: { type: 'string' },
     'keep-dockerd': { type: 'boolean', default: false },
+    'shiplog-node-args': { type: 'string' },
+    'shiplog-env': { type: 'string' },
+    app: { type: 'string' },
   },
 });
 
@@ -54,6 +61,9 @@ const opts = {
   workloadKeys: list(flags.workloads, Object.keys(workloads(1))),
   drivers: list(flags.drivers, Object.keys(DRIVERS)),
   out: flags.out ?? (quick ? '/tmp/sl-bench/BENCHMARKS.quick.md' : path.join(ROOT, 'BENCHMARKS.md')),
+  // Experiments: node flags and environment for shiplog in the end-to-end runs (e.g. a V8 heap setting).
+  shiplogNodeArgs: (flags['shiplog-node-args'] ?? '').split(' ').filter((a) => a !== ''),
+  shiplogEnv: Object.fromEntries((flags['shiplog-env'] ?? '').split(',').filter((kv) => kv.includes('=')).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
 };
 if (!(opts.reps >= 1) || !(opts.scale > 0) || !(opts.storeMiB > 0)) throw new Error('--reps, --scale and --store-mb must be positive');
 if (process.getuid?.() !== 0) throw new Error('the benchmark needs root: dockerd FIFOs and /run/docker/plugins are root-only');
@@ -62,7 +72,8 @@ if (!fs.existsSync(path.join(ROOT, 'dist/src/main.js'))) throw new Error('dist/ 
 const work = '/tmp/sl-bench';
 fs.mkdirSync(work, { recursive: true });
 const started = Date.now();
-const app = snapshotDist(work);
+// --app DIR: measure an existing tree (dist/, proto/, package.json, node_modules) instead, e.g. a patched copy.
+const app = flags.app !== undefined ? path.resolve(flags.app) : snapshotDist(work);
 log(`phases ${opts.phases.join(',')}, reps ${opts.reps}, scale ${opts.scale}, store ${opts.storeMiB} MiB; code under test: snapshot of dist/ in ${app}`);
 
 dockerdUp();
@@ -70,17 +81,25 @@ const machine = await describeMachine();
 const results = { started: new Date(started).toISOString(), quick, options: opts, machine, load: { start: loadAverage() } };
 let failure;
 try {
+  const phaseStart = Date.now();
+  const phaseDone = (name) => { results.phaseMinutes[name] = (Date.now() - phaseStart - Object.values(results.phaseMinutes).reduce((a, b) => a + b, 0) * 60_000) / 60_000; };
+  results.phaseMinutes = {};
   if (opts.phases.includes('micro')) {
     log('micro: framing + decode without docker');
     results.micro = await runMicro({ app, work, scale: 1 }); // cheap: always the full sizes
+    phaseDone('micro');
   }
   if (opts.phases.includes('e2e')) {
-    results.e2e = await runE2e({ app, work, scale: opts.scale, reps: opts.reps, drivers: opts.drivers, workloadKeys: opts.workloadKeys });
+    results.e2e = await runE2e({
+      app, work, scale: opts.scale, reps: opts.reps, drivers: opts.drivers, workloadKeys: opts.workloadKeys, nodeArgs: opts.shiplogNodeArgs, env: opts.shiplogEnv,
+    });
     results.load.afterE2e = loadAverage();
+    phaseDone('e2e');
   }
   if (opts.phases.includes('logs')) {
     results.logs = await runDockerLogs({ app, work, storeMiB: opts.storeMiB, reps: Math.max(opts.reps, quick ? 1 : 5) });
     results.load.afterLogs = loadAverage();
+    phaseDone('logs');
   }
   if (opts.phases.includes('profile')) {
     log('profile: shiplog under --cpu-prof');
@@ -88,7 +107,7 @@ try {
     for (const es of [false, true]) {
       const profDir = path.join(work, es ? 'cpuprof-es' : 'cpuprof-file');
       fs.rmSync(profDir, { recursive: true, force: true });
-      const keys = es ? ['short', '200b'] : ['short', '200b', 'many'];
+      const keys = es ? ['short'] : ['short', 'many'];
       const { results: runs } = await runProfiled({ app, work, scale: opts.scale, workloadKeys: keys, es, nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir] });
       const file = fs.readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
       if (file === undefined) throw new Error(`no .cpuprofile written in ${profDir}`);
@@ -97,6 +116,7 @@ try {
       profiles[es ? 'es' : 'file'] = { workloads: keys, runs, file: dest, ...summariseProfile(JSON.parse(fs.readFileSync(dest, "utf8")), 15) };
     }
     results.profiles = profiles;
+    phaseDone('profile');
   }
 } catch (err) {
   failure = err;
