@@ -228,6 +228,70 @@ describe('Spool', () => {
     expect(fs.existsSync(dir)).toBe(false); // all delivered: nothing left behind
   });
 
+  it('held records (write-through): the reader skips them, also mid-segment and across segments; after a crash they come back from the checkpoint on', async () => {
+    const dir = tmpDir();
+    const { spool, drops } = openSpool(dir, { segmentBytes: 600, flushPerTask: true });
+    const other: ContainerMeta = { ...container, id: 'cd'.repeat(32), name: 'other' };
+    // The reader is at the end of what it was given…
+    for (let i = 0; i < 3; i++) spool.append(record(`u${i}`, i));
+    expect(lines(await drain(spool))).toEqual(['u0', 'u1', 'u2']);
+    // …then records held by the caller (a new container among them: its META entry is in the skipped part)…
+    const ends = [];
+    for (let i = 0; i < 12; i++) ends.push(spool.append(record(`h${i}`, 10 + i, i % 2 === 0 ? { container: other } : {}), true));
+    expect(ends.every((e) => e !== undefined)).toBe(true);
+    expect(spool.hasUnread()).toBe(false);
+    // …then records only the spool has.
+    for (let i = 0; i < 12; i++) spool.append(record(`n${i}`, 30 + i, i % 2 === 0 ? { container: other } : {}));
+    expect(segmentFiles(dir).length).toBeGreaterThan(2);
+    const back: LogRecord[] = [];
+    for (let r = await spool.read(5, 1 << 30, true); r.kind === 'batch'; r = await spool.read(5, 1 << 30, true)) back.push(...r.batch.records);
+    expect(lines(back)).toEqual(Array.from({ length: 12 }, (_, i) => `n${i}`));
+    expect(back[0]?.container.id).toBe(other.id);
+    expect(drops).toEqual({});
+    // Acknowledge the first five held ones only (the caller acknowledges in order), then crash:
+    // everything after them comes back, held or not.
+    spool.ack(ends[4] as NonNullable<(typeof ends)[number]>);
+    spool.abandon();
+    const { spool: again } = openSpool(dir);
+    expect(lines(await drain(again))).toEqual([...Array.from({ length: 7 }, (_, i) => `h${5 + i}`), ...Array.from({ length: 12 }, (_, i) => `n${i}`)]);
+  });
+
+  it('held records in the segment the reader is in: skipped from where the reader stands', async () => {
+    const dir = tmpDir();
+    const { spool } = openSpool(dir);
+    const other: ContainerMeta = { ...container, id: 'cd'.repeat(32), name: 'other' };
+    spool.append(record('u0'));
+    expect(lines(await drain(spool))).toEqual(['u0']);
+    spool.append(record('h0', 1, { container: other }), true);
+    spool.append(record('h1', 2), true);
+    spool.append(record('n0', 3, { container: other }));
+    spool.append(record('n1', 4));
+    const back = await drain(spool);
+    expect(lines(back)).toEqual(['n0', 'n1']);
+    expect(back[0]?.container.id).toBe(other.id); // its META entry was among the skipped bytes
+    expect(segmentFiles(dir).length).toBe(1);
+  });
+
+  it('with flushPerTask, appended records are in the file at the end of the task, before the next event-loop turn', async () => {
+    const dir = tmpDir();
+    const { spool } = openSpool(dir, { flushPerTask: true });
+    spool.append(record('a'), true);
+    spool.append(record('b'), true);
+    const file = () => path.join(dir, segmentFiles(dir)[0] as string);
+    expect(fs.statSync(file()).size).toBe(8); // staged: only the header so far
+    await Promise.resolve();
+    expect(fs.readFileSync(file()).includes('b')).toBe(true);
+    spool.abandon();
+  });
+
+  it('a held record that cannot be stored is not counted as dropped (its caller still has it)', () => {
+    const dir = tmpDir();
+    const { spool, drops } = openSpool(dir, { maxBytes: 200 });
+    expect(spool.append(record('x'.repeat(500)), true)).toBeUndefined();
+    expect(spool.append(record('x'.repeat(500)))).toBeUndefined();
+    expect(drops).toEqual({ 'spool-full': 1 });
+  });
+
   it('reset() after everything was delivered removes the segments; reopening an empty spool removes its directory', async () => {
     const dir = tmpDir();
     const { spool } = openSpool(dir, { segmentBytes: 2000 });

@@ -6,7 +6,14 @@
  *   buffer, written with one `write` per event-loop turn (or every 256 KiB) into the page cache, and
  *   `fdatasync`ed in the background every `syncBytes` (1 MiB) or `syncIntervalMs` (250 ms), and when a
  *   segment is finished or the spool closed. A process crash loses nothing written; a power loss at
- *   most the last unsynced second.
+ *   most the last unsynced second. With `flushPerTask` the write happens at the end of the current
+ *   task instead (a microtask: for the FIFO reader, right after the chunk that produced the records),
+ *   so a `kill -9` cannot fall between a chunk reaching the local store and its records reaching here.
+ * - **Held records** (write-through, see sink-runner.ts): append(record, true) stores a record the
+ *   caller also keeps in memory and delivers from there. It counts as handed to the reader at once: the
+ *   reader skips it (only after a restart is it read back, from the checkpoint on), and the caller
+ *   acknowledges it with the position append() returned. A held record the spool cannot store is not
+ *   dropped (the caller still has it), only logged: it is not protected against a crash.
  * - **Segments** (`<16-digit id>.seg`, see codec.ts) roll at `segmentBytes`; each holds each distinct
  *   ContainerMeta once and ends with a SEAL entry carrying its record count.
  * - **Acknowledgement**: ack(position) records that everything before it was delivered (checkpoint.ts)
@@ -59,6 +66,8 @@ export interface SpoolOptions {
   readonly syncBytes?: number;
   readonly syncIntervalMs?: number;
   readonly io?: SpoolIo;
+  /** Write staged records at the end of the current task (microtask) rather than on the next event-loop turn. */
+  readonly flushPerTask?: boolean;
 }
 
 export interface SpoolBatch {
@@ -89,6 +98,8 @@ interface Segment {
   /** Records before this offset were acknowledged before this process started. */
   startOff: number;
   dropped: boolean;
+  /** Index → container of the META entries this process wrote into it (lets the reader start mid-segment). */
+  readonly metas?: Map<number, ContainerMeta>;
 }
 
 interface Writer {
@@ -110,6 +121,8 @@ interface Cursor {
   readonly metas: Map<number, ContainerMeta | undefined>;
   /** A damaged entry was logged (further ones in this segment are only counted). */
   warned: boolean;
+  /** Records before this offset were handed out already (held): skipped, not counted. */
+  skipBefore: number;
 }
 
 const STAGE_FLUSH_BYTES = 256 * 1024;
@@ -218,7 +231,13 @@ export class Spool {
   private writer: Writer | undefined;
   private readonly staged = new EntryBuffer();
   private stagedRecords = 0;
+  /** Of stagedRecords, the held ones (see the module comment). */
+  private stagedHeld = 0;
   private flushImmediate: NodeJS.Immediate | undefined;
+  private flushMicrotask = false;
+  /** Just past the last held record: the reader starts there at the latest. */
+  private skipTo: Position | undefined;
+  private lastUnprotectedLog = 0;
   private unsynced = 0;
   private syncTimer: NodeJS.Timeout | undefined;
   private syncQueued = false;
@@ -264,9 +283,10 @@ export class Spool {
     return this.dir;
   }
 
-  /** True when no record is waiting to be read. */
+  /** True when a record is waiting to be read (never after close or abandon: nothing can be read then). */
   hasUnread(): boolean {
-    return this.stagedRecords > 0 || this.segments.some((s) => s.records > s.consumed);
+    if (this.closed) return false;
+    return this.stagedRecords > this.stagedHeld || this.segments.some((s) => s.records > s.consumed);
   }
 
   /** True when no record after the acknowledged point is stored (nothing to deliver after a restart). */
@@ -320,29 +340,34 @@ export class Spool {
 
   // ---- append --------------------------------------------------------------------------------------
 
-  /** Stores a record at the end of the spool. Synchronous; never throws; what cannot be stored is reported through onDrop. */
-  append(record: LogRecord): void {
+  /**
+   * Stores a record at the end of the spool. Synchronous; never throws; what cannot be stored is
+   * reported through onDrop. `held`: the caller keeps the record and delivers it itself (see the
+   * module comment); returns the position just past it, to acknowledge once it is delivered
+   * (undefined when it could not be stored).
+   */
+  append(record: LogRecord, held = false): Position | undefined {
     if (this.closed) {
-      this.options.onDrop('spool-error', 1);
-      return;
+      this.lose('spool-error', 1, held ? 1 : 0);
+      return undefined;
     }
     const entryBytes = recordEntryBytes(record);
     if (entryBytes + SEGMENT_HEADER_BYTES + SEAL_ENTRY_BYTES > this.maxBytes) {
-      this.options.onDrop('spool-full', 1); // larger than the whole spool
-      return;
+      this.lose('spool-full', 1, held ? 1 : 0); // larger than the whole spool
+      return undefined;
     }
     let w: Writer | undefined;
     let json: string | undefined;
     for (;;) {
-      w = this.writerFor(entryBytes);
-      if (w === undefined) return;
+      w = this.writerFor(entryBytes, held);
+      if (w === undefined) return undefined;
       json = w.metaByObject.has(record.container) ? undefined : metaJson(record.container);
       const needed = entryBytes + (json !== undefined ? metaEntryBytes(Buffer.from(json)) : 0);
       // Room also for this segment's SEAL and the next one's header, so rolling never passes the bound.
       if (this.totalBytes + needed + SEAL_ENTRY_BYTES + SEGMENT_HEADER_BYTES <= this.maxBytes) break;
       if (!this.dropOldest('spool-full', true)) {
-        this.options.onDrop('spool-full', 1);
-        return;
+        this.lose('spool-full', 1, held ? 1 : 0);
+        return undefined;
       }
     }
     let metaIndex = w.metaByObject.get(record.container);
@@ -357,6 +382,7 @@ export class Spool {
         this.staged.len += n;
         this.totalBytes += n;
         w.metaByJson.set(text, metaIndex);
+        w.seg.metas?.set(metaIndex, record.container);
       }
       w.metaByObject.set(record.container, metaIndex);
     }
@@ -364,8 +390,34 @@ export class Spool {
     this.staged.len += encodeRecord(this.staged.buf, this.staged.len, record, metaIndex);
     this.stagedRecords++;
     this.totalBytes += entryBytes;
+    // The file is written at seg.size, staged bytes in order: this record ends here.
+    const end: Position = { seg: w.seg.id, off: w.seg.size + this.staged.len };
+    if (held) {
+      this.stagedHeld++;
+      this.skipTo = end;
+    }
     if (this.staged.len >= STAGE_FLUSH_BYTES) this.flush();
-    else this.flushImmediate ??= setImmediate(() => this.flush());
+    else if (this.options.flushPerTask === true) {
+      if (!this.flushMicrotask) {
+        this.flushMicrotask = true;
+        queueMicrotask(() => {
+          if (!this.flushMicrotask) return; // flushed meanwhile
+          this.flushMicrotask = false;
+          this.flush();
+        });
+      }
+    } else this.flushImmediate ??= setImmediate(() => this.flush());
+    return end;
+  }
+
+  /** `count` records could not be stored: dropped (onDrop), but for the `heldCount` held ones only logged — the caller still has them. */
+  private lose(reason: SpoolDropReason, count: number, heldCount: number): void {
+    if (count > heldCount) this.options.onDrop(reason, count - heldCount);
+    if (heldCount === 0) return;
+    const now = Date.now();
+    if (now - this.lastUnprotectedLog < 60_000) return;
+    this.lastUnprotectedLog = now;
+    this.logger.error({ dir: this.dir, reason, records: heldCount }, 'records could not be written through to the spool: they are delivered from memory, but a crash before that loses them (logged at most once a minute)');
   }
 
   /** Writes staged records to the file now (into the page cache; fdatasync follows in the background). */
@@ -374,26 +426,33 @@ export class Spool {
       clearImmediate(this.flushImmediate);
       this.flushImmediate = undefined;
     }
+    this.flushMicrotask = false;
     const w = this.writer;
     if (this.staged.len === 0 || w === undefined) return;
     let err = this.tryWrite(w, this.staged.buf, this.staged.len);
     if (err !== undefined && isDiskFull(err) && this.dropOldest('disk-full', false)) err = this.tryWrite(w, this.staged.buf, this.staged.len);
     const bytes = this.staged.len;
     const records = this.stagedRecords;
+    const held = this.stagedHeld;
     this.staged.clear();
     this.stagedRecords = 0;
+    this.stagedHeld = 0;
     if (err !== undefined) {
       this.totalBytes -= bytes;
       // The lost bytes may have held META entries: every container is written again before its next record.
       w.metaByObject.clear();
       w.metaByJson.clear();
-      this.logger.error({ dir: this.dir, err: (err as Error).message, records }, 'spool write failed; records dropped (counted)');
-      this.options.onDrop(isDiskFull(err) ? 'disk-full' : 'spool-error', records);
+      if (records > held) this.logger.error({ dir: this.dir, err: (err as Error).message, records: records - held }, 'spool write failed; records dropped (counted)');
+      this.lose(isDiskFull(err) ? 'disk-full' : 'spool-error', records, held);
+      // Positions handed out for held records point into bytes that were not written: later records
+      // must not take those offsets (acknowledging one would pass them), so they go to a new segment.
+      if (held > 0) this.roll();
       return;
     }
     w.seg.size += bytes;
     if (records > 0) {
       w.seg.records += records;
+      w.seg.consumed += held;
       w.seg.recordsEnd = w.seg.size;
     }
     this.unsynced += bytes;
@@ -425,15 +484,15 @@ export class Spool {
     }
   }
 
-  private writerFor(needed: number): Writer | undefined {
+  private writerFor(needed: number, held: boolean): Writer | undefined {
     const w = this.writer;
     if (w !== undefined && w.seg.size + this.staged.len + needed > this.segmentBytes && w.seg.records + this.stagedRecords > 0) this.roll();
     if (this.writer !== undefined) return this.writer;
     let err = this.openWriter();
     if (err !== undefined && isDiskFull(err) && this.dropOldest('disk-full', false)) err = this.openWriter();
     if (err !== undefined) {
-      this.logger.error({ dir: this.dir, err: (err as Error).message }, 'cannot create a spool segment; record dropped (counted)');
-      this.options.onDrop(isDiskFull(err) ? 'disk-full' : 'spool-error', 1);
+      if (!held) this.logger.error({ dir: this.dir, err: (err as Error).message }, 'cannot create a spool segment; record dropped (counted)');
+      this.lose(isDiskFull(err) ? 'disk-full' : 'spool-error', 1, held ? 1 : 0);
       return undefined;
     }
     return this.writer;
@@ -453,7 +512,7 @@ export class Spool {
     try {
       this.ensureDir();
       fd = this.io.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
-      const seg: Segment = { id, size: 0, records: 0, consumed: 0, recordsEnd: 0, startOff: SEGMENT_HEADER_BYTES, dropped: false };
+      const seg: Segment = { id, size: 0, records: 0, consumed: 0, recordsEnd: 0, startOff: SEGMENT_HEADER_BYTES, dropped: false, metas: new Map() };
       const w: Writer = { seg, fd, metaByObject: new Map(), metaByJson: new Map(), nextMeta: 0 };
       const err = this.tryWrite(w, SEGMENT_MAGIC, SEGMENT_HEADER_BYTES);
       if (err !== undefined) throw err;
@@ -558,6 +617,7 @@ export class Spool {
 
   private async readLocked(maxRecords: number, maxBytes: number, allowOversize: boolean): Promise<SpoolRead> {
     this.flush();
+    await this.skipHeld();
     for (;;) {
       if (this.closed) return { kind: 'empty' };
       let c = this.cursor;
@@ -571,7 +631,7 @@ export class Spool {
         this.lastReadSeg = next.id;
         try {
           const fh = await fs.promises.open(path.join(this.dir, segmentName(next.id)), 'r');
-          this.cursor = { seg: next, fh, buf: Buffer.allocUnsafe(READ_BLOCK), bufStart: 0, bufLen: 0, pos: SEGMENT_HEADER_BYTES, metas: new Map(), warned: false };
+          this.cursor = { seg: next, fh, buf: Buffer.allocUnsafe(READ_BLOCK), bufStart: 0, bufLen: 0, pos: SEGMENT_HEADER_BYTES, metas: new Map(), warned: false, skipBefore: 0 };
         } catch (err) {
           if (!next.dropped) {
             this.logger.error({ dir: this.dir, err: (err as Error).message }, 'cannot read a spool segment; its records are dropped (counted)');
@@ -595,8 +655,8 @@ export class Spool {
         const parsed = parseBody(c.buf, e.at - c.bufStart, e.bodyLength);
         const after = e.at + ENTRY_HEADER_BYTES + e.bodyLength;
         if (parsed.type === EntryType.Record) {
-          if (e.at < c.seg.startOff) {
-            c.pos = after; // acknowledged before the restart
+          if (e.at < c.seg.startOff || e.at < c.skipBefore) {
+            c.pos = after; // acknowledged before the restart, or held (handed out when appended)
             continue;
           }
           const meta = c.metas.get(parsed.metaIndex);
@@ -631,6 +691,48 @@ export class Spool {
       if (records.length > 0) return { kind: 'batch', batch: { records, bytes, end: { seg: c.seg.id, off: end } } };
       if (stop === 'no-room') return { kind: 'no-room' };
       if (stop === 'caught-up') return { kind: 'empty' };
+    }
+  }
+
+  /**
+   * Moves the reader past the last held record: what was appended held is the caller's to deliver.
+   * Held records are only appended while the reader has nothing left before them (the runner holds
+   * records in memory only once the spool is read to its end), so everything between the reader and
+   * that point is held, and skipping it loses nothing.
+   */
+  private async skipHeld(): Promise<void> {
+    const to = this.skipTo;
+    if (to === undefined) return;
+    this.skipTo = undefined;
+    const c = this.cursor;
+    if (c !== undefined && c.seg.id === to.seg) {
+      if (c.pos >= to.off) return;
+      if (c.seg.metas !== undefined) {
+        for (const [index, meta] of c.seg.metas) c.metas.set(index, meta);
+        c.pos = to.off;
+      } else {
+        c.skipBefore = to.off;
+      }
+      return;
+    }
+    if (c !== undefined ? c.seg.id > to.seg : this.lastReadSeg >= to.seg) return;
+    await this.closeCursor();
+    this.lastReadSeg = to.seg;
+    const seg = this.segments.find((s) => s.id === to.seg);
+    if (seg === undefined || seg.dropped) return;
+    try {
+      const fh = await fs.promises.open(path.join(this.dir, segmentName(seg.id)), 'r');
+      const known = seg.metas !== undefined;
+      this.cursor = {
+        seg, fh, buf: Buffer.allocUnsafe(READ_BLOCK), bufStart: 0, bufLen: 0, pos: known ? to.off : SEGMENT_HEADER_BYTES,
+        metas: new Map(seg.metas ?? []), warned: false, skipBefore: known ? 0 : to.off,
+      };
+    } catch (err) {
+      // Its held records were never the reader's; any after them are lost, as for any unreadable segment.
+      this.logger.error({ dir: this.dir, err: (err as Error).message }, 'cannot read a spool segment; its records are dropped (counted)');
+      const lost = Math.max(0, seg.records - seg.consumed);
+      seg.consumed = seg.records;
+      if (lost > 0) this.options.onDrop('spool-error', lost);
     }
   }
 
@@ -760,6 +862,7 @@ export class Spool {
     this.unsynced = 0;
     this.checkpoint = { pos: { seg: this.nextId, off: SEGMENT_HEADER_BYTES } };
     this.lastReadSeg = this.nextId - 1;
+    this.skipTo = undefined;
     if (this.dirReady) this.writeCheckpoint();
   }
 
@@ -884,6 +987,7 @@ export class Spool {
     this.closed = true;
     this.staged.clear();
     this.stagedRecords = 0;
+    this.stagedHeld = 0;
     this.checkpointFile.close();
     const w = this.writer;
     this.writer = undefined;
@@ -907,6 +1011,7 @@ export class Spool {
   private clearTimers(): void {
     if (this.flushImmediate !== undefined) clearImmediate(this.flushImmediate);
     this.flushImmediate = undefined;
+    this.flushMicrotask = false;
     if (this.syncTimer !== undefined) clearTimeout(this.syncTimer);
     this.syncTimer = undefined;
   }
