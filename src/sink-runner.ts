@@ -11,6 +11,16 @@
  * order, in batches that fit the memory bound, after the batches already in memory. Once the spool
  * is read to its end and every batch read from it acknowledged, the runner goes back to memory.
  *
+ * Write-through (the default; `writeThrough: false` is memory first): a record that waits in memory
+ * is also appended to the spool, as a *held* record (see spool.ts): it is written with the others of
+ * its FIFO chunk at the end of the task and synced in the background, the reader skips it, and its
+ * batch carries the position just past its last record. Memory batches and batches read back from
+ * the spool then acknowledge alike: the checkpoint follows the first batch not yet done, after each
+ * acknowledged batch. So memory is only a cache of the spool's newest records, nothing is read back
+ * from disk while the sink keeps up, and after a crash (kill -9) the next start delivers everything
+ * after the checkpoint: what was in memory too. Without write-through, records only in memory at a
+ * crash are lost.
+ *
  * Delivery is at least once: a spooled record leaves the spool only when the sink acknowledged its
  * batch (or dead-lettered it); a batch in flight when shiplog stops or crashes is sent again, with the
  * same records and so the same ids (recordId).
@@ -58,8 +68,10 @@ interface Pending {
   /** Records not yet acknowledged (after a partial success: the ones to retry). */
   records: readonly LogRecord[];
   readonly bytes: number;
-  /** Read from the spool: acknowledging it moves the spool's checkpoint here. */
+  /** In the spool (read back, or written through): acknowledging it moves the spool's checkpoint here. */
   readonly end: Position | undefined;
+  /** Only in memory, in whole or in part (held appends that failed, or no write-through): close() must spool it. */
+  readonly memoryOnly: boolean;
   done: boolean;
 }
 
@@ -87,6 +99,9 @@ export class SinkRunner {
   };
   private batch: LogRecord[] = [];
   private batchBytes = 0;
+  /** Write-through: the spool position just past the open batch's last record, and whether all of it is there. */
+  private batchEnd: Position | undefined;
+  private batchAllSpooled = true;
   private batchTimer: NodeJS.Timeout | undefined;
   private readonly sending: PQueue;
   private readonly abort = new AbortController();
@@ -94,7 +109,7 @@ export class SinkRunner {
   private lastSpoolLog = 0;
   /** Sealed batches not yet acknowledged, in the order they were sealed. */
   private readonly unacked = new Map<number, Pending>();
-  /** Batches read from the spool, in read order: the checkpoint follows the first not yet done. */
+  /** Batches in the spool (read back, or written through), in order: the checkpoint follows the first not yet done. */
   private readonly spoolAcks: Pending[] = [];
   private seq = 0;
   /** New records go to the spool (see the module comment). */
@@ -109,6 +124,8 @@ export class SinkRunner {
   private idleWaiters: (() => void)[] = [];
   /** The instance's disk spool (undefined: none, records past the memory bound are dropped). */
   readonly spool: Spool | undefined;
+  /** Records waiting in memory are also in the spool (see the module comment). */
+  readonly writeThrough: boolean;
 
   constructor(
     readonly sink: Sink,
@@ -116,11 +133,18 @@ export class SinkRunner {
     private readonly deadLetters: DeadLetterFile,
     private readonly logger: Logger,
     private readonly queueLimitBytes: number,
-    /** Where and how big the instance's disk spool is; without it, records past the memory bound are dropped. */
-    spoolOptions?: Omit<SpoolOptions, 'onDrop'>,
+    /**
+     * Where and how big the instance's disk spool is; without it, records past the memory bound are
+     * dropped. `writeThrough` (default true): every record goes to the spool, also those that wait in memory.
+     */
+    spoolOptions?: Omit<SpoolOptions, 'onDrop' | 'flushPerTask'> & { readonly writeThrough?: boolean },
   ) {
     this.sending = new PQueue({ concurrency: Math.max(1, limits.concurrency) });
-    const spool = spoolOptions !== undefined ? new Spool({ ...spoolOptions, onDrop: (reason, count) => this.drop(reason, count) }) : undefined;
+    const { writeThrough = true, ...options } = spoolOptions ?? {};
+    this.writeThrough = spoolOptions !== undefined && writeThrough;
+    const spool = spoolOptions !== undefined
+      ? new Spool({ ...(options as Omit<SpoolOptions, 'onDrop'>), flushPerTask: this.writeThrough, onDrop: (reason, count) => this.drop(reason, count) })
+      : undefined;
     this.spool = spool;
     if (spool !== undefined) {
       this.stats.spoolBytes = spool.bytes;
@@ -139,6 +163,13 @@ export class SinkRunner {
     if (!this.spooling) {
       if (this.stats.queuedBytes + bytes <= this.queueLimitBytes) {
         this.stats.queuedBytes += bytes;
+        if (this.writeThrough) {
+          const spool = this.spool as Spool;
+          const end = spool.append(record, true);
+          if (end !== undefined) this.batchEnd = end;
+          else this.batchAllSpooled = false;
+          this.stats.spoolBytes = spool.bytes;
+        }
         this.batch.push(record);
         this.batchBytes += bytes;
         if (this.batch.length >= this.limits.maxRecords || this.batchBytes >= this.limits.maxBytes) {
@@ -163,10 +194,8 @@ export class SinkRunner {
   /** Sends the open batch now instead of waiting for its timer. */
   flush(): void {
     this.seal();
-    if (this.spooling) {
-      this.spool?.flush();
-      this.pump();
-    }
+    if (this.spooling || this.writeThrough) this.spool?.flush();
+    if (this.spooling) this.pump();
   }
 
   /** Resolves when nothing is buffered, spooled or in flight. */
@@ -228,11 +257,15 @@ export class SinkRunner {
     if (outcome === 'slow') this.logger.warn({ sink: this.sink.name }, 'sink still closing (requests in flight were given up on); not waiting for it');
   }
 
-  /** At close: records held only in memory go to the spool, ahead of the spooled ones. */
+  /**
+   * At close: records held only in memory go to the spool, ahead of the spooled ones. (Written-through
+   * batches are there already, after the checkpoint; one whose append failed in part is stored whole:
+   * at least once.)
+   */
   private saveUnacknowledged(): void {
     const memory: LogRecord[] = [];
     for (const p of this.unacked.values()) {
-      if (!p.done && p.end === undefined) memory.push(...p.records);
+      if (!p.done && p.memoryOnly) memory.push(...p.records);
     }
     this.unacked.clear();
     this.spoolAcks.length = 0;
@@ -267,13 +300,17 @@ export class SinkRunner {
     if (this.batch.length === 0) return;
     const records = this.batch;
     const bytes = this.batchBytes;
+    const end = this.batchEnd;
+    const memoryOnly = !this.writeThrough || !this.batchAllSpooled;
     this.batch = [];
     this.batchBytes = 0;
-    this.enqueue(records, bytes, undefined);
+    this.batchEnd = undefined;
+    this.batchAllSpooled = true;
+    this.enqueue(records, bytes, end, memoryOnly);
   }
 
-  private enqueue(records: readonly LogRecord[], bytes: number, end: Position | undefined): void {
-    const p: Pending = { seq: this.seq++, records, bytes, end, done: false };
+  private enqueue(records: readonly LogRecord[], bytes: number, end: Position | undefined, memoryOnly: boolean): void {
+    const p: Pending = { seq: this.seq++, records, bytes, end, memoryOnly, done: false };
     this.unacked.set(p.seq, p);
     if (end !== undefined) this.spoolAcks.push(p);
     void this.sending.add(() => this.deliver(p));
@@ -303,7 +340,7 @@ export class SinkRunner {
         if (this.stopping) return; // what was read stays in the spool, unacknowledged
         if (result.kind === 'batch') {
           this.stats.queuedBytes += result.batch.bytes;
-          this.enqueue(result.batch.records, result.batch.bytes, result.batch.end);
+          this.enqueue(result.batch.records, result.batch.bytes, result.batch.end, false);
           this.pump();
         } else if (result.kind === 'empty') {
           if (spool.hasUnread()) this.pump();

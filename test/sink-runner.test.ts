@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { type BatchLimits, FatalSinkError, type LogRecord, RetryableSinkError, type Sink, type WriteOutcome, recordBytes, recordId } from '../sinks/sink.js';
 import { DeadLetterFile } from '../src/dead-letters.js';
 import { SinkRunner } from '../src/sink-runner.js';
@@ -160,14 +160,17 @@ const ids = (rs: readonly LogRecord[]) => rs.map(recordId);
 const range = (n: number, prefix = 'r') => Array.from({ length: n }, (_, i) => record(`${prefix}${i}`, i));
 const ONE = recordBytes(record('r0'));
 
-function spooled(sink: Sink, o: { queueLimit: number; limits?: Partial<BatchLimits>; dir?: string; spool?: Partial<Omit<SpoolOptions, 'onDrop'>> }) {
+/** A runner with a spool; memory first (SPOOL_WRITE_THROUGH=false) unless `writeThrough`. */
+function spooled(sink: Sink, o: { queueLimit: number; limits?: Partial<BatchLimits>; dir?: string; spool?: Partial<Omit<SpoolOptions, 'onDrop'>>; writeThrough?: boolean }) {
   const dir = o.dir ?? path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'runner-spool-')), 'spool');
   const dead = new DeadLetterFile(path.join(path.dirname(dir), 'dead.ndjson'), logger);
-  const runner = new SinkRunner(sink, { ...limits, maxRecords: 10, maxRetries: Infinity, ...o.limits }, dead, logger, o.queueLimit, { dir, maxBytes: 1 << 30, logger, ...o.spool });
+  const runner = new SinkRunner(sink, { ...limits, maxRecords: 10, maxRetries: Infinity, ...o.limits }, dead, logger, o.queueLimit, {
+    dir, maxBytes: 1 << 30, logger, ...o.spool, writeThrough: o.writeThrough ?? false,
+  });
   return { runner, dir };
 }
 
-describe('SinkRunner with a disk spool', () => {
+describe('SinkRunner with a disk spool, memory first (SPOOL_WRITE_THROUGH=false)', () => {
   it('never touches the disk while the memory queue has room', async () => {
     const sink = new ControlledSink();
     const { runner, dir } = spooled(sink, { queueLimit: 1 << 20 });
@@ -324,5 +327,209 @@ describe('SinkRunner with a disk spool', () => {
     expect(ids(next.delivered)).toEqual(ids(all.slice(acked)));
     expect(ids(next.delivered.slice(0, inFlight.length))).toEqual(ids(inFlight));
     expect(ids([...sink.delivered, ...next.delivered])).toEqual(ids(all));
+  });
+});
+
+/** What a spool directory would give a new process: every record after the checkpoint, read in order. */
+const segFiles = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.seg')) : []);
+
+describe('SinkRunner with write-through (SPOOL_WRITE_THROUGH=true)', () => {
+  it('every record goes to the spool as it is queued; a sink that keeps up is fed from memory (no read from disk), and the checkpoint follows', async () => {
+    const sink = new ControlledSink();
+    const { runner, dir } = spooled(sink, { queueLimit: 1 << 20, writeThrough: true });
+    const spool = runner.spool as NonNullable<typeof runner.spool>;
+    const reads = vi.spyOn(spool, 'read');
+    const all = range(500);
+    for (const r of all.slice(0, 250)) runner.push(r);
+    await Promise.resolve(); // the end of the task: the records are in the file
+    expect(segFiles(dir).length).toBe(1);
+    expect(spool.isEmpty()).toBe(false);
+    for (const r of all.slice(250)) runner.push(r);
+    await runner.idle();
+    expect(ids(sink.delivered)).toEqual(ids(all));
+    expect(reads).not.toHaveBeenCalled();
+    expect(spool.isEmpty()).toBe(true); // acknowledged up to the last record
+    expect(runner.stats.spooled).toBe(0); // none had to wait on disk
+    expect(runner.stats.dropped).toEqual({});
+    await runner.close(1000);
+    expect(fs.existsSync(dir)).toBe(false);
+  });
+
+  it('a crash (no close) with records only in memory: a new runner over the same directory delivers exactly the unacknowledged ones, same ids, in order', async () => {
+    const sink = new ControlledSink();
+    let hung!: () => void;
+    const hangs = new Promise<void>((resolve) => { hung = resolve; });
+    sink.onWrite = (call) => {
+      if (call === 4) {
+        sink.mode = 'hang';
+        hung();
+      }
+    };
+    // Memory holds everything: with memory first, all of it would be lost.
+    const first = spooled(sink, { queueLimit: 1 << 20, limits: { concurrency: 1, maxLatencyMs: 1 }, writeThrough: true });
+    const all = range(200);
+    for (const r of all.slice(0, 100)) first.runner.push(r);
+    await hangs;
+    for (const r of all.slice(100)) first.runner.push(r); // queued behind the hung batch
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const acked = sink.delivered.length;
+    expect(acked).toBe(30); // three batches of 10 acknowledged
+    expect(first.runner.stats.spooled).toBe(0);
+    first.runner.spool?.abandon(); // kill -9: no close, no flush, no sync
+    const next = new ControlledSink();
+    const second = spooled(next, { dir: first.dir, queueLimit: 1 << 20, writeThrough: true });
+    await second.runner.idle();
+    expect(ids(next.delivered)).toEqual(ids(all.slice(acked)));
+    expect(second.runner.stats.dropped).toEqual({});
+    await second.runner.close(1000);
+    expect(fs.existsSync(first.dir)).toBe(false);
+  });
+
+  it('with batches acknowledged out of order (concurrency 3), the checkpoint stays behind the first one not done: after a crash every unacknowledged record comes again, in order', async () => {
+    const sink = new ControlledSink();
+    // Batch 2 of 5 never finishes; 1, 3, 4, 5 do.
+    const gate: Record<number, boolean> = { 2: true };
+    const writes: LogRecord[][] = [];
+    const slow: Sink = {
+      name: 'slow',
+      write: async (batch) => {
+        writes.push([...batch]);
+        if (gate[writes.length]) await new Promise(() => undefined);
+        sink.delivered.push(...batch);
+      },
+      close: async () => undefined,
+    };
+    const first = spooled(slow, { queueLimit: 1 << 20, limits: { concurrency: 3, maxLatencyMs: 1 }, writeThrough: true });
+    const all = range(50);
+    for (const r of all) first.runner.push(r);
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(writes.length).toBe(5);
+    expect(sink.delivered.length).toBe(40);
+    first.runner.spool?.abandon();
+    const next = new ControlledSink();
+    const second = spooled(next, { dir: first.dir, queueLimit: 1 << 20, writeThrough: true });
+    await second.runner.idle();
+    // Everything from the batch that never finished on, although 3-5 were delivered already (same ids: at least once).
+    expect(ids(next.delivered)).toEqual(ids(all.slice(10)));
+    const delivered = new Set([...ids(sink.delivered), ...ids(next.delivered)]);
+    expect(delivered.size).toBe(50);
+  });
+
+  it('memory stays bounded with a stuck sink: the backlog is on disk, read back once the reader falls behind memory, each record once, in order', async () => {
+    const sink = new ControlledSink('hang');
+    const limit = 64 * 1024;
+    const { runner } = spooled(sink, { queueLimit: limit, limits: { maxRecords: 500, maxBytes: 1 << 20, concurrency: 2 }, writeThrough: true });
+    const reads = vi.spyOn(runner.spool as NonNullable<typeof runner.spool>, 'read');
+    let maxQueued = 0;
+    sink.onWrite = () => { maxQueued = Math.max(maxQueued, runner.stats.queuedBytes); };
+    const n = 100_000;
+    for (let i = 0; i < n; i++) {
+      runner.push(record(`line ${i}`, i));
+      maxQueued = Math.max(maxQueued, runner.stats.queuedBytes);
+    }
+    expect(runner.stats.spoolBytes).toBeGreaterThan(10 * limit);
+    expect(runner.stats.spooled).toBeGreaterThan(n - Math.ceil(limit / ONE) - 1);
+    sink.up();
+    await runner.idle();
+    expect(maxQueued).toBeLessThanOrEqual(limit);
+    expect(reads).toHaveBeenCalled();
+    expect(sink.delivered.length).toBe(n);
+    expect(sink.delivered.every((r, i) => r.line.toString() === `line ${i}`)).toBe(true);
+    expect(runner.stats.dropped).toEqual({});
+  });
+
+  it('memory → disk → memory → disk again: the reader skips what memory holds, every record arrives once, in order; a crash after that still re-delivers exactly the rest', async () => {
+    const sink = new ControlledSink('hang');
+    const first = spooled(sink, { queueLimit: 20 * ONE, limits: { concurrency: 1 }, writeThrough: true, spool: { segmentBytes: 4096 } });
+    const all = range(1000);
+    for (const r of all.slice(0, 300)) first.runner.push(r); // overflows
+    sink.up();
+    await first.runner.idle(); // delivered: the spool is reset, records wait in memory again
+    sink.mode = 'hang';
+    for (const r of all.slice(300, 700)) first.runner.push(r); // 20 held in memory (and on disk), the rest on disk only
+    expect(first.runner.stats.spooled).toBeGreaterThan(600 - 300 - 40);
+    sink.up();
+    await first.runner.idle();
+    expect(ids(sink.delivered)).toEqual(ids(all.slice(0, 700)));
+    let hung!: () => void;
+    const hangs = new Promise<void>((resolve) => { hung = resolve; });
+    const callsBefore = sink.calls.length;
+    sink.onWrite = (call) => {
+      if (call === callsBefore + 3) {
+        sink.mode = 'hang';
+        hung();
+      }
+    };
+    for (const r of all.slice(700)) first.runner.push(r);
+    await hangs;
+    const acked = sink.delivered.length;
+    first.runner.spool?.abandon();
+    const next = new ControlledSink();
+    const second = spooled(next, { dir: first.dir, queueLimit: 20 * ONE, writeThrough: true });
+    await second.runner.idle();
+    expect(ids(next.delivered)).toEqual(ids(all.slice(acked)));
+  });
+
+  for (const mode of ['hang', 'fail'] as const) {
+    it(`close(deadline) with a dead sink (${mode}) stores nothing twice: the next runner delivers all exactly once, in order`, async () => {
+      const dead = new ControlledSink(mode);
+      const first = spooled(dead, { queueLimit: 50 * ONE, limits: { concurrency: 2, backoffMaxMs: 5 }, writeThrough: true });
+      const all = range(300);
+      for (const r of all) first.runner.push(r);
+      await first.runner.close(50);
+      expect(first.runner.stats.dropped).toEqual({});
+      const sink = new ControlledSink();
+      const second = spooled(sink, { dir: first.dir, queueLimit: 50 * ONE, writeThrough: true });
+      await second.runner.idle();
+      expect(ids(sink.delivered)).toEqual(ids(all));
+      await second.runner.close(1000);
+      expect(fs.existsSync(first.dir)).toBe(false);
+    });
+  }
+
+  it('a disk that fails (ENOSPC) costs no record that memory holds: delivered, not counted as dropped', async () => {
+    const sink = new ControlledSink();
+    const enospc: SpoolIo = {
+      ...nodeSpoolIo,
+      writeSync: () => { throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }); },
+    };
+    const { runner } = spooled(sink, { queueLimit: 1 << 20, spool: { io: enospc }, writeThrough: true });
+    const all = range(100);
+    expect(() => { for (const r of all) runner.push(r); runner.flush(); }).not.toThrow();
+    await runner.idle();
+    expect(ids(sink.delivered)).toEqual(ids(all));
+    expect(runner.stats.dropped).toEqual({});
+  });
+
+  it('a write that fails after positions were handed out moves on to a new segment, so no later record takes those offsets', async () => {
+    let failNext = false;
+    const io: SpoolIo = {
+      ...nodeSpoolIo,
+      writeSync: (fd, buf, off, len, pos) => {
+        if (failNext) {
+          failNext = false;
+          throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
+        }
+        return nodeSpoolIo.writeSync(fd, buf, off, len, pos);
+      },
+    };
+    const sink = new ControlledSink('hang');
+    const first = spooled(sink, { queueLimit: 1 << 20, spool: { io }, limits: { concurrency: 1 }, writeThrough: true });
+    const all = range(30);
+    for (const r of all.slice(0, 10)) first.runner.push(r);
+    await Promise.resolve();
+    failNext = true;
+    for (const r of all.slice(10, 20)) first.runner.push(r); // this write fails: in memory only
+    await Promise.resolve();
+    for (const r of all.slice(20)) first.runner.push(r);
+    await Promise.resolve();
+    expect(segFiles(first.dir).length).toBe(2);
+    expect(first.runner.stats.dropped).toEqual({});
+    first.runner.spool?.abandon();
+    const next = new ControlledSink();
+    const second = spooled(next, { dir: first.dir, queueLimit: 1 << 20, writeThrough: true });
+    await second.runner.idle();
+    // Nothing was acknowledged: what reached the disk comes back; the ten of the failed write were only in memory.
+    expect(ids(next.delivered)).toEqual(ids([...all.slice(0, 10), ...all.slice(20)]));
   });
 });
