@@ -11,8 +11,9 @@ import type { Logger } from 'pino';
 import { sinkDefinitions } from '../sinks/index.js';
 import type { ContainerMeta, SinkDefinition } from '../sinks/sink.js';
 import { DeadLetterFile } from './dead-letters.js';
-import { parseTable } from './option-table.js';
+import { parseTable, plainEnvName } from './option-table.js';
 import type { ActiveSink } from './options.js';
+import { settingsTable } from './settings.js';
 import { SinkRunner } from './sink-runner.js';
 import { listSpools, spoolDirFor } from './spool/meta.js';
 import type { SpoolIo } from './spool/spool.js';
@@ -25,6 +26,11 @@ interface PoolEntry {
 export interface SinkPoolOptions {
   /** Spool bound per sink instance (bytes); 0 = no spool. Default 1 GB. */
   readonly spoolMaxBytes?: number;
+  /**
+   * Every record goes to the spool as it is queued (see sink-runner.ts). Default: the
+   * SPOOL_WRITE_THROUGH setting from the environment (true when unset).
+   */
+  readonly spoolWriteThrough?: boolean;
   /** Sink definitions recoverSpools() may recreate (default: the registry, sinks/index.ts). */
   readonly definitions?: readonly SinkDefinition[];
   /** Spool tuning, for tests. */
@@ -34,9 +40,16 @@ export interface SinkPoolOptions {
 
 export const DEFAULT_SPOOL_MAX_BYTES = 1_000_000_000;
 
+/** SPOOL_WRITE_THROUGH from the environment, parsed as the settings table does (throws on a bad value, as readSettings does). */
+function writeThroughFromEnv(): boolean {
+  const table = { 'spool-write-through': settingsTable['spool-write-through'] };
+  return parseTable(table, {}, process.env, plainEnvName)['spool-write-through'];
+}
+
 export class SinkPool {
   private readonly entries = new Map<string, PoolEntry>();
   private readonly deadLetters = new Map<string, DeadLetterFile>();
+  private readonly writeThrough: boolean;
 
   constructor(
     private readonly stateDir: string,
@@ -44,7 +57,9 @@ export class SinkPool {
     private readonly queueLimitBytes: number,
     private readonly closeDeadlineMs: number,
     private readonly options: SinkPoolOptions = {},
-  ) {}
+  ) {
+    this.writeThrough = options.spoolWriteThrough ?? writeThroughFromEnv();
+  }
 
   get size(): number {
     return this.entries.size;
@@ -77,6 +92,7 @@ export class SinkPool {
     const spool = spoolMaxBytes <= 0 ? undefined : {
       dir: spoolDirFor(this.stateDir, definition.name, instanceKey),
       maxBytes: spoolMaxBytes,
+      writeThrough: this.writeThrough,
       logger,
       meta: active.raw === undefined ? undefined : { version: 1 as const, sink: definition.name, options: active.raw, container, createdAt: new Date().toISOString() },
       ...(this.options.spoolSegmentBytes !== undefined ? { segmentBytes: this.options.spoolSegmentBytes } : {}),

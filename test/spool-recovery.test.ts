@@ -114,6 +114,56 @@ describe('spool recovery at start-up', () => {
     expect(pool.size).toBe(0);
   });
 
+  it('after a crash (kill -9: no close) with records held only in memory, the next start recreates the instance and delivers every unacknowledged one (write-through)', async () => {
+    const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'recover-'));
+    const backend = new Backend();
+    backend.up = true;
+    const definition = testDefinition(backend);
+    const pool = new SinkPool(stateDir, logger, 1 << 20, 1000, { definitions: [definition as unknown as SinkDefinition], spoolWriteThrough: true });
+    const runner = pool.acquire(active(definition, config), container);
+    const all = range(100);
+    for (const r of all.slice(0, 40)) runner.push(r);
+    await runner.idle();
+    backend.up = false;
+    for (const r of all.slice(40)) runner.push(r); // in memory (room for all), failing and retried
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(runner.stats.spooled).toBe(0);
+    runner.spool?.abandon(); // the process dies…
+    await runner.close(1); // …and its retries with it (the spool is untouched: abandoned)
+
+    const after = new Backend();
+    after.up = true;
+    const closed = after.closed();
+    const next = new SinkPool(stateDir, logger, 1 << 20, 1000, { definitions: [testDefinition(after) as unknown as SinkDefinition], spoolWriteThrough: true });
+    expect(await next.recoverSpools()).toBe(1);
+    await closed;
+    expect(ids(backend.received)).toEqual(ids(all.slice(0, 40)));
+    expect(ids(after.received)).toEqual(ids(all.slice(40)));
+    expect(next.size).toBe(0);
+  });
+
+  it('SPOOL_WRITE_THROUGH from the environment decides when the pool is not told (default true)', () => {
+    const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'recover-'));
+    const definition = testDefinition(new Backend());
+    const runnerWith = (env: string | undefined, explicit?: boolean) => {
+      const saved = process.env.SPOOL_WRITE_THROUGH;
+      if (env === undefined) delete process.env.SPOOL_WRITE_THROUGH;
+      else process.env.SPOOL_WRITE_THROUGH = env;
+      try {
+        const pool = new SinkPool(stateDir, logger, 1 << 20, 1000, explicit === undefined ? {} : { spoolWriteThrough: explicit });
+        return pool.acquire(active(definition, config), container).writeThrough;
+      } finally {
+        if (saved === undefined) delete process.env.SPOOL_WRITE_THROUGH;
+        else process.env.SPOOL_WRITE_THROUGH = saved;
+      }
+    };
+    expect(runnerWith(undefined)).toBe(true);
+    expect(runnerWith('false')).toBe(false);
+    expect(runnerWith('true')).toBe(true);
+    expect(runnerWith('false', true)).toBe(true);
+    expect(() => runnerWith('maybe')).toThrow(/SPOOL_WRITE_THROUGH/);
+  });
+
   it('a spool whose sink is unknown is left on disk and reported, not thrown', async () => {
     const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'recover-'));
     const dir = await firstRun(stateDir, new Backend(), range(10));
