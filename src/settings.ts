@@ -12,7 +12,7 @@ export const settingsTable = {
   'socket': opt.string('/run/docker/plugins/shiplog.sock', 'Unix socket dockerd dials. The file name is the driver name for a plain process (shiplog.sock → --log-driver shiplog)'),
   'state-dir': opt.string('/var/lib/shiplog', 'Where the local store (docker logs), journal, spool and dead letters live'),
   'store-budget': opt.size('1g', 'Total size of the local store across containers; past it the oldest files of stopped containers go first'),
-  'sink-queue-size': opt.size('64m', 'Bytes of records waiting in memory per sink instance; past it records go to that instance\'s disk spool (dropped and counted when SPOOL_MAX_SIZE is 0)'),
+  'sink-queue-size': opt.size('32m', 'Bytes of records waiting in memory, all sink instances together (one instance alone may use all of it); past it records go to their instance\'s disk spool (dropped and counted when SPOOL_MAX_SIZE is 0)'),
   'spool-max-size': opt.size('1g', 'Disk spool per sink instance, under STATE_DIR/spool: records that do not fit in SINK_QUEUE_SIZE wait there, in order, also across restarts. When full, its oldest segments are dropped and counted (spool-full). 0 = no spool'),
   'spool-write-through': opt.bool('true', 'Every record also goes to its sink instance\'s disk spool as it is queued, and the spool\'s checkpoint follows acknowledgements: a crash (kill -9) loses no line for sinks, the next start sends what was not acknowledged again (same ids). false = memory first: the spool is used past SINK_QUEUE_SIZE and at a stop only, and a crash loses what was only in memory'),
   'shutdown-timeout': opt.duration('10s', 'On SIGTERM, how long sinks may go on delivering; what they still hold then is kept in their spool for the next start'),

@@ -5,6 +5,7 @@
  * `<state-dir>/spool/<sink>/<hash of instance key>/`; at start-up, recoverSpools() recreates the
  * instances that left records there and lets them deliver.
  */
+import { MemoryBudget } from './memory-budget.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -50,6 +51,8 @@ export class SinkPool {
   private readonly entries = new Map<string, PoolEntry>();
   private readonly deadLetters = new Map<string, DeadLetterFile>();
   private readonly writeThrough: boolean;
+  /** SINK_QUEUE_SIZE is one budget for all instances: per instance it would multiply with containers. */
+  private readonly memory: MemoryBudget;
 
   constructor(
     private readonly stateDir: string,
@@ -59,6 +62,7 @@ export class SinkPool {
     private readonly options: SinkPoolOptions = {},
   ) {
     this.writeThrough = options.spoolWriteThrough ?? writeThroughFromEnv();
+    this.memory = new MemoryBudget(queueLimitBytes);
   }
 
   get size(): number {
@@ -98,7 +102,7 @@ export class SinkPool {
       ...(this.options.spoolSegmentBytes !== undefined ? { segmentBytes: this.options.spoolSegmentBytes } : {}),
       ...(this.options.spoolIo !== undefined ? { io: this.options.spoolIo } : {}),
     };
-    const runner = new SinkRunner(sink, definition.batchLimits(options), deadLetters, logger, this.queueLimitBytes, spool);
+    const runner = new SinkRunner(sink, definition.batchLimits(options), deadLetters, logger, this.queueLimitBytes, spool, this.memory);
     this.entries.set(key, { runner, refs: 1 });
     return runner;
   }

@@ -32,6 +32,7 @@
  * Without a spool (spool-max-size 0), records past the memory bound are dropped and counted
  * ('queue-full'), and those still undelivered at close too ('shutdown').
  */
+import { MemoryBudget } from './memory-budget.js';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import { type BatchLimits, FatalSinkError, type LogRecord, type Sink, recordBytes } from '../sinks/sink.js';
@@ -138,6 +139,8 @@ export class SinkRunner {
      * dropped. `writeThrough` (default true): every record goes to the spool, also those that wait in memory.
      */
     spoolOptions?: Omit<SpoolOptions, 'onDrop' | 'flushPerTask'> & { readonly writeThrough?: boolean },
+    /** Memory shared with every other sink instance (the pool passes one); by default this runner's own. */
+    private readonly budget: MemoryBudget = new MemoryBudget(queueLimitBytes),
   ) {
     this.sending = new PQueue({ concurrency: Math.max(1, limits.concurrency) });
     const { writeThrough = true, ...options } = spoolOptions ?? {};
@@ -161,7 +164,7 @@ export class SinkRunner {
     if (this.closed) return this.drop('shutdown', 1);
     const bytes = recordBytes(record);
     if (!this.spooling) {
-      if (this.stats.queuedBytes + bytes <= this.queueLimitBytes) {
+      if (this.stats.queuedBytes + bytes <= this.queueLimitBytes && this.budget.tryTake(bytes)) {
         this.stats.queuedBytes += bytes;
         if (this.writeThrough) {
           const spool = this.spool as Spool;
@@ -269,6 +272,7 @@ export class SinkRunner {
     }
     this.unacked.clear();
     this.spoolAcks.length = 0;
+    this.budget.give(this.stats.queuedBytes);
     this.stats.queuedBytes = 0; // what was held is in the spool now (or counted as dropped)
     if (memory.length === 0) return;
     if (this.spool === undefined) {
@@ -328,7 +332,7 @@ export class SinkRunner {
       return;
     }
     if (this.sending.size + this.sending.pending > this.limits.concurrency) return;
-    const room = this.queueLimitBytes - this.stats.queuedBytes;
+    const room = Math.min(this.queueLimitBytes - this.stats.queuedBytes, this.budget.freeBytes);
     const maxBytes = Math.min(this.limits.maxBytes, room);
     if (maxBytes <= 0 && this.stats.queuedBytes > 0) return;
     this.reading = spool.read(this.limits.maxRecords, Math.max(0, maxBytes), this.stats.queuedBytes === 0).then(
@@ -340,6 +344,7 @@ export class SinkRunner {
         if (this.stopping) return; // what was read stays in the spool, unacknowledged
         if (result.kind === 'batch') {
           this.stats.queuedBytes += result.batch.bytes;
+          this.budget.force(result.batch.bytes);
           this.enqueue(result.batch.records, result.batch.bytes, result.batch.end, false);
           this.pump();
         } else if (result.kind === 'empty') {
@@ -379,6 +384,7 @@ export class SinkRunner {
       this.stats.inFlightBatches--;
       if (p.done) {
         this.stats.queuedBytes -= p.bytes;
+        this.budget.give(p.bytes);
         this.unacked.delete(p.seq);
         if (p.end !== undefined) this.acknowledgeSpooled();
       }

@@ -533,3 +533,29 @@ describe('SinkRunner with write-through (SPOOL_WRITE_THROUGH=true)', () => {
     expect(ids(next.delivered)).toEqual(ids([...all.slice(0, 10), ...all.slice(20)]));
   });
 });
+
+describe('memory shared by all sink instances', () => {
+  it('two runners on one MemoryBudget never hold more than it together; a stuck one cannot starve the other past it', async () => {
+    const { MemoryBudget } = await import('../src/memory-budget.js');
+    const budget = new MemoryBudget(2000);
+    let release!: () => void;
+    const stuck = new Promise<void>((r) => { release = r; });
+    const blocked = new ScriptedSink([async () => { await stuck; }]);
+    const free = new ScriptedSink();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mb-'));
+    const mk = (sink: Sink) => new SinkRunner(sink, { ...limits, maxRecords: 1 }, new DeadLetterFile(path.join(dir, 'd.ndjson'), logger), logger, 1 << 30, undefined, budget);
+    const a = mk(blocked);
+    const b = mk(free);
+    for (let i = 0; i < 20; i++) a.push(record(`a${i}`)); // ~257 bytes each: 7 fit in 2000
+    expect(budget.usedBytes).toBeLessThanOrEqual(2000);
+    expect(a.stats.dropped['queue-full']).toBe(13);
+    b.push(record('b0'));
+    expect(b.stats.dropped['queue-full']).toBe(1); // the budget is full: without a spool, dropped and counted
+    release();
+    await a.idle();
+    expect(budget.usedBytes).toBe(0);
+    b.push(record('b1'));
+    await b.idle();
+    expect(free.batches.flat()).toEqual(['b1']);
+  });
+});
