@@ -11,8 +11,8 @@
  * Expected: Elasticsearch holds every line exactly once (409 on a re-sent id = delivered); docker
  * logs holds every line but at most the entry being read at the kill (its first bytes were read by
  * the killed process, the rest is skipped by the resync), and the sinks miss exactly that entry too;
- * the file sink holds every line at least once (acknowledged-but-not-checkpointed batches are
- * written again). Figures are printed. SHIPLOG_LONG=1: 200k lines.
+ * the file sink holds every line at least once (a batch that reached the file before its
+ * acknowledgement was recorded is written again). Figures are printed. SHIPLOG_LONG=1: 200k lines.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { type FakeEs, startFakeEs } from '../support/fake-es.js';
