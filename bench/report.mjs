@@ -109,7 +109,7 @@ function e2eSection(results) {
   const lines = [];
   for (const [wlKey, wl] of Object.entries(e2e.workloads)) {
     const byDriver = s[wlKey];
-    lines.push(`### ${wlKey}: ${wl.label} (${f(wl.bytes / 1e6, 1)} MB)`, '');
+    lines.push(`#### ${wlKey}: ${wl.label} (${f(wl.bytes / 1e6, 1)} MB)`, '');
     lines.push('| driver | container done, s | delivered, s (min–max) | lines/s | MB/s | wall × null | wall × local | dockerd CPU, s | plugin CPU, s | main thread / other threads / kernel part of both | plugin/dockerd CPU | plugin peak RSS, MiB | runs |');
     lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
     const ref = byDriver.null?.deliveredMs;
