@@ -24,7 +24,7 @@ async function main(): Promise<void> {
   await fs.promises.mkdir(stateDir, { recursive: true, mode: 0o700 });
   const store = new LogStore({ root: path.join(stateDir, 'containers'), budgetBytes: settings['store-budget'], logger: logger.child({ part: 'store' }) });
   await store.init();
-  const sinks = new TrackedSinkPool(stateDir, logger, settings['sink-queue-size'], settings['shutdown-timeout'], { spoolMaxBytes: settings['spool-max-size'] });
+  const sinks = new TrackedSinkPool(stateDir, logger, settings['sink-queue-size'], settings['shutdown-timeout'], { spoolMaxBytes: settings['spool-max-size'], spoolWriteThrough: settings['spool-write-through'] });
   // Sink instances that left records in their spool come back and deliver them, before any stream can ask for them.
   const recoveredSpools = await sinks.recoverSpools();
   const journal = new StreamJournal(path.join(stateDir, 'streams'));

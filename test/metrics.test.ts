@@ -204,8 +204,10 @@ describe('sink metrics and health', () => {
   it('file sink: records received and delivered, kept after the instance closes', async () => {
     const f = await fixture();
     await f.runStream(Array.from({ length: 12 }, (_, i) => entryFrame(`to file ${i}`, i)));
-    // The stream's end releases the sink instance; it closes once it has delivered everything.
+    // The stream's end releases the sink instance; it closes once it has delivered everything, and
+    // its totals move to the closed-instance counts when close() finishes (after the pool forgot it).
     await vi.waitFor(() => expect(f.sinks.size).toBe(0));
+    await vi.waitFor(async () => expect(value(await f.scrape(), 'shiplog_sink_records_delivered_total', { sink: 'file' })).toBe(12));
     const s = await f.scrape();
     expect(value(s, 'shiplog_sink_records_received_total', { sink: 'file' })).toBe(12);
     expect(value(s, 'shiplog_sink_records_delivered_total', { sink: 'file' })).toBe(12);
@@ -224,8 +226,9 @@ describe('sink metrics and health', () => {
     const lines = [...Array.from({ length: 8 }, (_, i) => `good ${i}`), 'bad 0', 'bad 1'];
     await f.runStream(lines.map((l, i) => entryFrame(l, i)), config);
     await vi.waitFor(() => expect(f.sinks.size).toBe(0), { timeout: 10_000 });
-    const s = await f.scrape();
     const es1 = { sink: 'elasticsearch' };
+    await vi.waitFor(async () => expect(value(await f.scrape(), 'shiplog_sink_records_received_total', es1)).toBe(10), { timeout: 10_000 });
+    const s = await f.scrape();
     expect(value(s, 'shiplog_sink_records_received_total', es1)).toBe(10);
     expect(value(s, 'shiplog_sink_records_delivered_total', es1)).toBe(8);
     expect(value(s, 'shiplog_sink_records_retried_total', es1)).toBe(8);

@@ -55,7 +55,7 @@ describe('shiplog restarted while containers log', () => {
     expect(sink).toEqual(logs);
   });
 
-  it('kill -9 and start again: the store loses at most the entry being read at the kill; no duplicates', async () => {
+  it('kill -9 and start again: the store loses at most the entry being read at the kill, the file sink nothing more', async () => {
     let driver = await start();
     const name = uniqueName('kill9');
     const n = LONG ? 200_000 : 20_000;
@@ -65,16 +65,19 @@ describe('shiplog restarted while containers log', () => {
     driver = await restartOver(driver, 'SIGKILL');
     await dockerOk(['wait', name]);
     const logs = (await dockerOk(['logs', name])).stdout.split('\n').filter((l) => l !== '');
-    await waitFor('the file sink to settle', () => (readFileSink(driver, name).length >= logs.length - 20_000 ? true : undefined));
+    await waitFor('the file sink to have every stored line', () => (new Set(readFileSink(driver, name).map((l) => l.message)).size >= logs.length ? true : undefined), 60_000);
     const lost = missing(logs, name, n);
     const sink = readFileSink(driver, name).map((l) => l.message);
     const sinkLost = missing(sink, name, n);
-    console.log(`[restart kill -9] lines=${n} store-lost=${lost.length} ${JSON.stringify(lost.slice(0, 5))} file-sink-lost=${sinkLost.length} (records in memory at the kill)`);
+    console.log(`[restart kill -9] lines=${n} store-lost=${lost.length} ${JSON.stringify(lost.slice(0, 5))} file-sink-lost=${sinkLost.length} file-sink-duplicates=${sink.length - new Set(sink).size}`);
     expect(new Set(logs).size).toBe(logs.length);
     expect(lost.length).toBeLessThanOrEqual(1);
     // In order, apart from the lost entry.
     expect(logs).toEqual(Array.from({ length: n }, (_, i) => `${name} ${i + 1}`).filter((_, i) => !lost.includes(i + 1)));
-    expect(new Set(sink).size).toBe(sink.length);
+    // The file sink is at least once: with the write-through spool nothing is lost; a batch written
+    // but not yet checkpointed at the kill may appear twice (at most one batch).
+    expect(sinkLost.filter((i) => !lost.includes(i))).toEqual([]);
+    expect(sink.length - new Set(sink).size).toBeLessThanOrEqual(10_000);
   });
 });
 
