@@ -144,6 +144,7 @@ export class FileSink implements Sink {
         start = cut.offset;
       }
       await this.file.append(encoded.bytes.subarray(start));
+      this.encoder.written();
     } catch (err) {
       const failure = classify(err, this.file.path);
       if (written === 0) throw failure;

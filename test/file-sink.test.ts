@@ -385,3 +385,17 @@ describe('file sink: errors', () => {
     expect(messages(file)).toEqual(['a']);
   });
 });
+
+describe('file sink memory', () => {
+  it('lets go of a scratch buffer that one big batch grew, so idle instances hold little', async () => {
+    const { JsonLinesEncoder } = await import('../sinks/file/json-lines.js');
+    const { record } = await import('./support/records.js');
+    const enc = new JsonLinesEncoder();
+    const big = Array.from({ length: 3000 }, (_, i) => record('x'.repeat(500), i));
+    const out = enc.encode(big, 0, Number.MAX_SAFE_INTEGER);
+    expect(out.bytes.length).toBeGreaterThan(1024 * 1024);
+    enc.written();
+    const small = enc.encode([record('y')], 0, Number.MAX_SAFE_INTEGER);
+    expect(small.bytes.buffer.byteLength).toBeLessThanOrEqual(1024 * 1024);
+  });
+});

@@ -22,6 +22,11 @@ export interface EncodedBatch {
 }
 
 const INITIAL_SCRATCH_BYTES = 64 * 1024;
+/**
+ * A scratch buffer grown past this for one big batch is let go after it: one file-sink instance per
+ * container each keeping a 4 MiB buffer was 80 of 126 MB live heap with 20 containers (bench profile).
+ */
+const RETAINED_SCRATCH_BYTES = 1024 * 1024;
 /** UTF-8 needs at most 3 bytes per UTF-16 code unit (a surrogate pair is 2 units for 4 bytes). */
 const MAX_UTF8_BYTES_PER_UNIT = 3;
 
@@ -72,6 +77,11 @@ export class JsonLinesEncoder {
     this.lastContainer = container;
     this.lastPart = part;
     return part;
+  }
+
+  /** The encoded batch has been written: drop a scratch buffer one big batch grew. */
+  written(): void {
+    if (this.scratch.length > RETAINED_SCRATCH_BYTES) this.scratch = Buffer.allocUnsafe(INITIAL_SCRATCH_BYTES);
   }
 
   private reserve(used: number, extra: number): void {
