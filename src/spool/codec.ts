@@ -136,16 +136,20 @@ function isStringMap(v: unknown): v is Record<string, string> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string');
 }
 
-/** A ContainerMeta from JSON, or undefined when it does not have that shape. */
-export function parseMeta(text: string): ContainerMeta | undefined {
-  let v: unknown;
+/** A JSON object from text, or undefined when the text is not JSON or not an object. */
+export function parseJsonObject(text: string): Record<string, unknown> | undefined {
   try {
-    v = JSON.parse(text);
+    const v: unknown = JSON.parse(text);
+    return typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
   }
-  if (typeof v !== 'object' || v === null) return undefined;
-  const o = v as Record<string, unknown>;
+}
+
+/** A ContainerMeta from JSON, or undefined when it does not have that shape. */
+export function parseMeta(text: string): ContainerMeta | undefined {
+  const o = parseJsonObject(text);
+  if (o === undefined) return undefined;
   const { id, name, imageName, imageId, tag, attrs, labels, hostname } = o;
   if (typeof id !== 'string' || typeof name !== 'string' || typeof imageName !== 'string' || typeof imageId !== 'string'
     || typeof tag !== 'string' || typeof hostname !== 'string' || !isStringMap(attrs) || !isStringMap(labels)) return undefined;

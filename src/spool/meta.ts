@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ContainerMeta } from '../../sinks/sink.js';
-import { parseMeta } from './codec.js';
+import { parseJsonObject, parseMeta } from './codec.js';
 
 export interface SpoolMeta {
   readonly version: 1;
@@ -41,14 +41,8 @@ export function writeMetaSync(dir: string, meta: SpoolMeta): void {
 }
 
 export function parseSpoolMeta(text: string): SpoolMeta | undefined {
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  if (typeof v !== 'object' || v === null) return undefined;
-  const o = v as Record<string, unknown>;
+  const o = parseJsonObject(text);
+  if (o === undefined) return undefined;
   const options = o['options'];
   if (o['version'] !== 1 || typeof o['sink'] !== 'string' || typeof options !== 'object' || options === null) return undefined;
   const texts: Record<string, string> = {};
