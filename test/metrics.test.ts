@@ -3,7 +3,6 @@
  * over fastify.inject, the file sink and the Elasticsearch sink against fake-es. Every assertion reads
  * the Prometheus text a scrape returns (or the /health JSON), by metric name and labels.
  */
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -19,7 +18,7 @@ import { buildServer } from '../src/server.js';
 import { readSettings } from '../src/settings.js';
 import { hideUrlCredentials, TrackedSinkPool } from '../src/sink-health.js';
 import { LogStore } from '../src/store/store.js';
-import { CID, entryFrame, info } from './support/driver-fixture.js';
+import { CID, entryFrame, fifoMaker, info } from './support/driver-fixture.js';
 import { type FakeEs, startFakeEs } from './support/fake-es.js';
 
 const silent = pino({ level: 'silent' });
@@ -42,28 +41,14 @@ async function meteredDriver(env: Record<string, string> = {}, defaultMetrics = 
   metrics.instrument(app);
   await app.ready();
 
-  let n = 0;
-  /** A FIFO opened O_RDWR as dockerd does. Writes go through the threadpool, so a big one cannot block the reader. */
-  function makeFifo() {
-    n++;
-    const file = path.join(fifoDir, `${'f'.repeat(60)}${String(n).padStart(4, '0')}`);
-    execFileSync('mkfifo', ['-m', '0700', file]);
-    const fd = fs.openSync(file, fs.constants.O_RDWR);
-    return {
-      file,
-      write: async (buf: Buffer): Promise<void> => {
-        for (let off = 0; off < buf.length;) off += (await new Promise<number>((resolve, reject) => fs.write(fd, buf, off, buf.length - off, null, (err, w) => (err ? reject(err) : resolve(w)))));
-      },
-      close: () => fs.closeSync(fd),
-    };
-  }
+  const makeFifo = fifoMaker(fifoDir);
   const post = (url: string, body?: unknown) => app.inject({ method: 'POST', url, payload: body === undefined ? '' : JSON.stringify(body) });
 
   /** StartLogging → frames → StopLogging → EOF, resolved once the stream has ended and settled. */
   async function runStream(frames: Buffer[], config: Record<string, string> = {}, tail?: Buffer): Promise<void> {
     const fifo = makeFifo();
     expect((await post('/LogDriver.StartLogging', { File: fifo.file, Info: info(config) })).json()).toEqual({ Err: '' });
-    await fifo.write(Buffer.concat(tail === undefined ? frames : [...frames, tail]));
+    await fifo.writeAsync(Buffer.concat(tail === undefined ? frames : [...frames, tail]));
     expect((await post('/LogDriver.StopLogging', { File: fifo.file })).json()).toEqual({ Err: '' });
     fifo.close();
     await driver.whenEnded(fifo.file);
@@ -118,7 +103,7 @@ describe('FIFO and stream metrics', () => {
     expect((await f.post('/LogDriver.StartLogging', { File: fifo.file, Info: info() })).json()).toEqual({ Err: '' });
     const frames = Array.from({ length: 25 }, (_, i) => entryFrame(`line ${i}`, i, i % 5 === 0 ? 'stderr' : 'stdout'));
     const bytes = frames.reduce((n, b) => n + b.length, 0);
-    await fifo.write(Buffer.concat(frames));
+    await fifo.writeAsync(Buffer.concat(frames));
     await vi.waitFor(async () => expect(value(await f.scrape(), 'shiplog_fifo_entries_total')).toBe(25));
 
     const live = await f.scrape();
@@ -240,7 +225,7 @@ describe('sink metrics and health', () => {
     const outage = es.faults.request({ fault: { kind: 'status', status: 503, reason: 'cluster is down for the test' } });
     const fifo = f.makeFifo();
     await f.post('/LogDriver.StartLogging', { File: fifo.file, Info: info(config) });
-    await fifo.write(Buffer.concat([entryFrame('during outage', 50), entryFrame('during outage 2', 51)]));
+    await fifo.writeAsync(Buffer.concat([entryFrame('during outage', 50), entryFrame('during outage 2', 51)]));
     await vi.waitFor(() => expect(f.metrics.health().sinks[0]?.state).toBe('retrying'), { timeout: 10_000 });
     const down = f.metrics.health();
     expect(down.status).toBe('degraded');
@@ -294,7 +279,7 @@ describe('sink metrics and health', () => {
     const es1 = { sink: 'elasticsearch' };
     const fifo = f.makeFifo();
     await f.post('/LogDriver.StartLogging', { File: fifo.file, Info: info(config) });
-    await fifo.write(Buffer.concat(Array.from({ length: 20 }, (_, i) => entryFrame(`line${String(i).padStart(2, '0')}`, i))));
+    await fifo.writeAsync(Buffer.concat(Array.from({ length: 20 }, (_, i) => entryFrame(`line${String(i).padStart(2, '0')}`, i))));
     await vi.waitFor(async () => expect(value(await f.scrape(), 'shiplog_sink_records_received_total', es1)).toBe(20));
     const s = await f.scrape();
     // 3 records fit in memory; from the first that does not, every record goes to the spool, in order.

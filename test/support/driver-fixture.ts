@@ -33,24 +33,35 @@ export async function driverFixture(env: Record<string, string> = {}, reuseDir?:
   const app = buildServer(driver, logger);
   await app.ready();
 
+  const makeFifo = fifoMaker(fifoDir);
+
+  return {
+    dir, driver, app, store, sinks, makeFifo,
+    post: (url: string, body?: unknown) => app.inject({ method: 'POST', url, payload: body === undefined ? '' : JSON.stringify(body) }),
+    close: async () => { await app.close(); await driver.shutdown(); await sinks.closeAll(1000); await store.close(); },
+  };
+}
+
+/**
+ * Makes FIFOs in `fifoDir` and opens them as dockerd does (O_RDWR; close() is the EOF the plugin sees
+ * after StopLogging). `write` is synchronous, for writes that fit the pipe; `writeAsync` goes through
+ * the threadpool, so a write larger than the pipe cannot block the reader in this same process.
+ */
+export function fifoMaker(fifoDir: string) {
   let n = fs.readdirSync(fifoDir).length;
-  /** Makes a FIFO and opens it as dockerd does; returns its path, a writer and close (= dockerd's EOF). */
-  function makeFifo() {
+  return function makeFifo() {
     n++;
     const file = path.join(fifoDir, `${'f'.repeat(60)}${String(n).padStart(4, '0')}`);
     execFileSync('mkfifo', ['-m', '0700', file]);
     const fd = fs.openSync(file, fs.constants.O_RDWR);
     return {
       file,
-      write: (buf: Buffer) => { fs.writeSync(fd, buf); },
-      close: () => fs.closeSync(fd),
+      write: (buf: Buffer): void => { fs.writeSync(fd, buf); },
+      writeAsync: async (buf: Buffer): Promise<void> => {
+        for (let off = 0; off < buf.length;) off += await new Promise<number>((resolve, reject) => fs.write(fd, buf, off, buf.length - off, null, (err, w) => (err ? reject(err) : resolve(w))));
+      },
+      close: (): void => fs.closeSync(fd),
     };
-  }
-
-  return {
-    dir, driver, app, store, sinks, makeFifo,
-    post: (url: string, body?: unknown) => app.inject({ method: 'POST', url, payload: body === undefined ? '' : JSON.stringify(body) }),
-    close: async () => { await app.close(); await driver.shutdown(); await sinks.closeAll(1000); await store.close(); },
   };
 }
 
