@@ -117,7 +117,7 @@ export class Driver {
   }
 
   private async openStream(fifo: string, info: ContainerInfo, resume?: ResumeFrom): Promise<void> {
-    if (!/^[0-9a-f]{12,64}$/.test(info.ContainerID)) throw new DriverError(`Info.ContainerID ${JSON.stringify(info.ContainerID)} is not a container id`);
+    checkContainerId(info.ContainerID);
     let options;
     let container;
     try {
@@ -176,7 +176,7 @@ export class Driver {
   /** Checks a ReadLogs request before any byte of the answer is sent. Throws DriverError. */
   parseReadRequest(rawInfo: Partial<ContainerInfo>, config: ReadConfig): { containerId: string; request: ReadRequest } {
     const info = normalizeInfo(rawInfo);
-    if (!/^[0-9a-f]{12,64}$/.test(info.ContainerID)) throw new DriverError(`Info.ContainerID ${JSON.stringify(info.ContainerID)} is not a container id`);
+    checkContainerId(info.ContainerID);
     try {
       const since = config.Since !== undefined ? parseRfc3339Nano(config.Since) : undefined;
       const until = config.Until !== undefined ? parseRfc3339Nano(config.Until) : undefined;
@@ -237,4 +237,8 @@ function addStreamStats(into: LogStreamStats, from: Readonly<LogStreamStats>): v
   into.entries += from.entries;
   into.records += from.records;
   for (const k of Object.keys(from.skipped) as (keyof LogStreamStats['skipped'])[]) into.skipped[k] += from.skipped[k];
+}
+
+function checkContainerId(id: string): void {
+  if (!/^[0-9a-f]{12,64}$/.test(id)) throw new DriverError(`Info.ContainerID ${JSON.stringify(id)} is not a container id`);
 }
