@@ -1,7 +1,9 @@
 /**
  * Elasticsearch sink: one `_bulk` request per batch (split on 413), ECS documents with stable `_id`s
- * sent with op_type create, and a precise report of what landed. Batching, retries with backoff and
- * dead-letter files are the core's (sinks/sink.ts); this module only translates and classifies.
+ * sent with op_type create, and a precise report of what landed. Each record is encoded once, as its
+ * action + document lines, when the core queues it; a request body is a view of the batch's bytes.
+ * Batching, retries with backoff and dead-letter files are the core's (sinks/sink.ts); this module
+ * only translates and classifies.
  */
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
@@ -9,7 +11,7 @@ import { gzip } from 'node:zlib';
 import type { Client } from '@elastic/elasticsearch';
 import type { Logger } from 'pino';
 import { FatalSinkError, RetryableSinkError } from './sink.js';
-import type { BatchLimits, ContainerMeta, DeadLetter, LogRecord, Sink, SinkContext, SinkDefinition, WriteOutcome } from './sink.js';
+import type { BatchLimits, ContainerMeta, DeadLetter, EncodedBatch, LogRecord, Sink, SinkContext, SinkDefinition, WriteOutcome } from './sink.js';
 import { BULK_FILTER_PATH, classifyBulkResponse, classifyRequestError, responseStatus } from './elasticsearch/bulk.js';
 import { createClient } from './elasticsearch/client.js';
 import { DocumentBuilder } from './elasticsearch/document.js';
@@ -48,13 +50,22 @@ function loggable(o: ElasticsearchOptions): Record<string, unknown> {
   return out;
 }
 
+/** What became of entries [from, to) of a batch; indices are the batch's. */
 interface RangeResult {
-  retry: LogRecord[];
+  retry: number[];
   deadLetters: DeadLetter[];
-  /** Request-level errors of sub-requests (after a 413 split); their records are in `retry`/`deadLetters`. */
+  /** Request-level errors of sub-requests (after a 413 split); their entries are in `retry`/`deadLetters`. */
   failures: (RetryableSinkError | FatalSinkError)[];
   /** Sub-requests that got a bulk answer (or a final 413 for a single document). */
   answered: number;
+}
+
+/** Entries [from, to) all failed the same way at request level. */
+function failedRange(from: number, to: number, failure: RetryableSinkError | FatalSinkError): RangeResult {
+  const indices = Array.from({ length: to - from }, (_, i) => from + i);
+  return failure instanceof FatalSinkError
+    ? { retry: [], deadLetters: indices.map((index) => ({ index, reason: failure.message })), failures: [failure], answered: 0 }
+    : { retry: indices, deadLetters: [], failures: [failure], answered: 0 };
 }
 
 export class ElasticsearchSink implements Sink {
@@ -85,13 +96,22 @@ export class ElasticsearchSink implements Sink {
     }
   }
 
-  async write(batch: readonly LogRecord[]): Promise<WriteOutcome> {
+  /**
+   * The record's slice of a `_bulk` body: action line and ECS document, each ending in '\n'. Label
+   * keys follow the template installer's verdict at encode time, and the entry keeps them however late
+   * it is sent. Entries encoded before the installer settled use 'normalised' keys (no dots), which
+   * index correctly under either mapping of `container.labels` (object or `flattened`), so an early
+   * entry is never refused for its labels.
+   */
+  encode(record: LogRecord): string {
+    return this.builder.entry(record, this.installer?.labelMode ?? 'normalised');
+  }
+
+  async write(batch: EncodedBatch): Promise<WriteOutcome> {
     if (this.closed) throw new RetryableSinkError('elasticsearch sink is closed');
-    if (batch.length === 0) return {};
+    if (batch.count === 0) return {};
     await this.installer?.beforeWrite();
-    const labels = this.installer?.labelMode ?? 'normalised';
-    const entries = batch.map((r) => this.builder.entry(r, labels));
-    const result = await this.sendRange(batch, entries, 0, batch.length);
+    const result = await this.sendRange(batch, 0, batch.count);
     // After a 413 split, if no part got an answer and every part may be retried, this is one request
     // failure (e.g. the cluster went away mid-split): report it as such so the core backs off.
     const first = result.failures[0];
@@ -107,48 +127,52 @@ export class ElasticsearchSink implements Sink {
   }
 
   /**
-   * One `_bulk` request for records [from, to); on 413 the range is halved and each half sent in turn.
-   * A request-level failure of the whole range is thrown; failures of halves are folded into the lists.
+   * One `_bulk` request for entries [from, to) of the batch, its body a view of the batch's bytes; on
+   * 413 the range is halved and each half sent in turn. A request-level failure of the whole batch is
+   * thrown; failures of parts are folded into the lists.
    */
-  private async sendRange(batch: readonly LogRecord[], entries: readonly string[], from: number, to: number): Promise<RangeResult> {
-    const records = batch.slice(from, to);
+  private async sendRange(batch: EncodedBatch, from: number, to: number): Promise<RangeResult> {
     let body: unknown;
     try {
-      body = await this.bulk(entries.slice(from, to).join(''));
+      body = await this.bulk(batch.range(from, to));
     } catch (err) {
       if (responseStatus(err) !== 413) {
         const failure = classifyRequestError(err);
-        if (to - from === batch.length) throw failure;
-        return this.failedRange(records, failure);
+        if (to - from === batch.count) throw failure;
+        return failedRange(from, to, failure);
       }
       if (to - from === 1) {
-        const size = Buffer.byteLength(entries[from] ?? '');
-        return { retry: [], deadLetters: [{ record: batch[from] as LogRecord, reason: `elasticsearch refused the document as too large (413, ${size} bytes of NDJSON); raise http.max_content_length or lower the line size cap` }], failures: [], answered: 1 };
+        const size = batch.end(from) - batch.start(from);
+        return { retry: [], deadLetters: [{ index: from, reason: `elasticsearch refused the document as too large (413, ${size} bytes of NDJSON); raise http.max_content_length or lower the line size cap` }], failures: [], answered: 1 };
       }
       const mid = from + Math.ceil((to - from) / 2);
       this.logger.debug({ documents: to - from }, 'elasticsearch answered 413; splitting the bulk request in two');
-      const halves = [await this.settleRange(batch, entries, from, mid), await this.settleRange(batch, entries, mid, to)];
+      const halves = [await this.settleRange(batch, from, mid), await this.settleRange(batch, mid, to)];
       return halves.reduce((a, b) => ({ retry: [...a.retry, ...b.retry], deadLetters: [...a.deadLetters, ...b.deadLetters], failures: [...a.failures, ...b.failures], answered: a.answered + b.answered }));
     }
-    const items = classifyBulkResponse(body, records);
-    return { ...items, failures: [], answered: 1 };
+    // The response's item i is the range's entry i, i.e. the batch's entry from + i.
+    const items = classifyBulkResponse(body, to - from);
+    return {
+      retry: items.retry.map((i) => from + i),
+      deadLetters: items.deadLetters.map((d) => ({ index: from + d.index, reason: d.reason })),
+      failures: [],
+      answered: 1,
+    };
   }
 
-  private async settleRange(batch: readonly LogRecord[], entries: readonly string[], from: number, to: number): Promise<RangeResult> {
+  private async settleRange(batch: EncodedBatch, from: number, to: number): Promise<RangeResult> {
     try {
-      return await this.sendRange(batch, entries, from, to);
+      return await this.sendRange(batch, from, to);
     } catch (err) {
-      return this.failedRange(batch.slice(from, to), err instanceof RetryableSinkError || err instanceof FatalSinkError ? err : classifyRequestError(err));
+      return failedRange(from, to, err instanceof RetryableSinkError || err instanceof FatalSinkError ? err : classifyRequestError(err));
     }
   }
 
-  private failedRange(records: LogRecord[], failure: RetryableSinkError | FatalSinkError): RangeResult {
-    return failure instanceof FatalSinkError
-      ? { retry: [], deadLetters: records.map((record) => ({ record, reason: failure.message })), failures: [failure], answered: 0 }
-      : { retry: records, deadLetters: [], failures: [failure], answered: 0 };
-  }
-
-  private async bulk(ndjson: string): Promise<unknown> {
+  /**
+   * `ndjson` (a view of the batch) goes out as is, or gzipped: the transport sends a Buffer bulkBody
+   * without serialising it, so no string is built per request.
+   */
+  private async bulk(ndjson: Buffer): Promise<unknown> {
     const compress = this.opts['es-compress'];
     const bulkBody = compress ? await gzipAsync(ndjson, { level: 1 }) : ndjson;
     const index = this.builder.pathIndex;

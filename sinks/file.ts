@@ -3,7 +3,9 @@
  * by size like Docker's `local` driver (sinks/file/rotating-file.ts). Every stream whose template
  * resolves to the same path (a container's restarts, or containers sharing a fixed path) shares one
  * instance, hence one writer; that instance keeps the options of the container that opened it.
- * Line bytes that are not valid UTF-8 are written with U+FFFD in their place (JSON text is Unicode).
+ * Each record is encoded to its line as the core queues it (encode), so batches arrive as bytes ready
+ * to append. Line bytes that are not valid UTF-8 are written with U+FFFD in their place (JSON text is
+ * Unicode).
  * The file is not reopened if something else moves or deletes it: use file-max-size/file-max-file,
  * not logrotate.
  */
@@ -12,10 +14,10 @@ import type { Logger } from 'pino';
 import type { ContainerInfo } from '../src/container-info.js';
 import { OptionError, opt, type OptionTable, type ParsedOptions } from '../src/option-table.js';
 import { compileTemplate, type RenderTemplate } from '../src/pipeline/template.js';
-import { JsonLinesEncoder } from './file/json-lines.js';
+import { JsonLinesEncoder, planRotations } from './file/json-lines.js';
 import { RotatingFile } from './file/rotating-file.js';
 import {
-  type BatchLimits, type ContainerMeta, FatalSinkError, type LogRecord, RetryableSinkError, type Sink, type SinkDefinition, type WriteOutcome,
+  type BatchLimits, type ContainerMeta, type EncodedBatch, FatalSinkError, type LogRecord, RetryableSinkError, type Sink, type SinkDefinition, type WriteOutcome,
 } from './sink.js';
 
 /** A parsed `file-path`: the text as given and its compiled template. */
@@ -106,7 +108,8 @@ function infoFromMeta(c: ContainerMeta): ContainerInfo {
 
 /**
  * Writes batches strictly in call order, one at a time, even when the core calls write() again
- * before the previous one settled. A batch is one buffer and, between rotations, one write.
+ * before the previous one settled. A batch's bytes go to the file as they are (views, no copy):
+ * between rotations, one write.
  */
 export class FileSink implements Sink {
   readonly name = 'file';
@@ -116,7 +119,12 @@ export class FileSink implements Sink {
 
   constructor(private readonly file: RotatingFile, private readonly maxFileBytes: number, private readonly logger: Logger) {}
 
-  write(batch: readonly LogRecord[]): Promise<WriteOutcome | void> {
+  /** The record's JSON line, newline included: the exact bytes the file will receive. */
+  encode(record: LogRecord): string {
+    return this.encoder.line(record);
+  }
+
+  write(batch: EncodedBatch): Promise<WriteOutcome | void> {
     if (this.closed) return Promise.reject(new RetryableSinkError(`file sink ${this.file.path} is closed`));
     const result = this.queue.then(() => this.writeNow(batch));
     this.queue = result.catch(() => undefined);
@@ -130,31 +138,35 @@ export class FileSink implements Sink {
     await this.file.close();
   }
 
-  private async writeNow(batch: readonly LogRecord[]): Promise<WriteOutcome | void> {
-    if (batch.length === 0) return;
-    /** Records before this index are in a file: after a failure only the rest is retried. */
+  private async writeNow(batch: EncodedBatch): Promise<WriteOutcome | void> {
+    if (batch.count === 0) return;
+    /** Entries before this index are in a file: after a failure only the rest is retried. */
     let written = 0;
     try {
-      const encoded = this.encoder.encode(batch, await this.file.currentSize(), this.maxFileBytes);
+      const cuts = planRotations(batch, await this.file.currentSize(), this.maxFileBytes);
       let start = 0;
-      for (const cut of encoded.cuts) {
-        await this.file.append(encoded.bytes.subarray(start, cut.offset));
+      for (const cut of cuts) {
+        await this.file.append(batch.bytes.subarray(start, cut.offset));
         written = cut.record;
         await this.file.rotate();
         start = cut.offset;
       }
-      await this.file.append(encoded.bytes.subarray(start));
-      this.encoder.written();
+      await this.file.append(batch.bytes.subarray(start));
     } catch (err) {
       const failure = classify(err, this.file.path);
       if (written === 0) throw failure;
-      const rest = batch.slice(written);
+      const rest = indicesFrom(written, batch.count);
       this.logger.warn({ path: this.file.path, written, failed: rest.length, err: failure.message }, 'file sink wrote part of a batch');
       return failure instanceof FatalSinkError
-        ? { deadLetters: rest.map((record) => ({ record, reason: failure.message })) }
+        ? { deadLetters: rest.map((index) => ({ index, reason: failure.message })) }
         : { retry: rest };
     }
   }
+}
+
+/** The entry indices [from, to). */
+function indicesFrom(from: number, to: number): number[] {
+  return Array.from({ length: to - from }, (_, i) => from + i);
 }
 
 function classify(err: unknown, file: string): RetryableSinkError | FatalSinkError {

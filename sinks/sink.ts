@@ -7,6 +7,9 @@ import type { LogSource } from '../src/entry.js';
 import type { OptionTable, ParsedOptions } from '../src/option-table.js';
 import type { Int64Parts } from '../src/time.js';
 import type { Logger } from 'pino';
+import type { EncodedBatch } from './encoded-batch.js';
+
+export { BatchBuilder, EncodedBatch } from './encoded-batch.js';
 
 /** Per-container metadata, computed once at StartLogging and shared by every record of the stream. */
 export interface ContainerMeta {
@@ -50,26 +53,36 @@ export class FatalSinkError extends Error {
   override readonly name = 'FatalSinkError';
 }
 
+/** An entry of a batch the backend refused for good (e.g. a per-item 400 mapping error), with the reason. */
 export interface DeadLetter {
-  readonly record: LogRecord;
+  /** Index of the entry in the batch given to write(). */
+  readonly index: number;
   readonly reason: string;
 }
 
-/** What a sink reports for a batch it partly accepted. Records in neither list were delivered. */
+/** What a sink reports for a batch it partly accepted. Entries in neither list were delivered. */
 export interface WriteOutcome {
-  /** Records to send again later (e.g. per-item 429/5xx in a bulk response). */
-  readonly retry?: readonly LogRecord[];
-  /** Records the backend refused for good (e.g. per-item 400 mapping errors), with the reason. */
+  /** Indices of entries to send again later (e.g. per-item 429/5xx in a bulk response). */
+  readonly retry?: readonly number[];
+  /** Entries the backend refused for good, with the reason. */
   readonly deadLetters?: readonly DeadLetter[];
 }
 
 export interface Sink {
   readonly name: string;
   /**
-   * Resolves when the backend durably accepted the batch (or with the parts it did not);
-   * rejects with RetryableSinkError / FatalSinkError (any other error counts as retryable).
+   * One record in the sink's wire form (a JSON line, a bulk action + document, ...). Called once per
+   * record as the core queues it (also for records read back from the disk spool); what waits in
+   * memory, is retried and is sent is these bytes, so encode must not depend on anything that
+   * changes between queueing and sending. Must not throw.
    */
-  write(batch: readonly LogRecord[]): Promise<WriteOutcome | void>;
+  encode(record: LogRecord): string | Uint8Array;
+  /**
+   * Delivers a batch of encoded entries. Resolves when the backend durably accepted it (or with the
+   * entries it did not); rejects with RetryableSinkError / FatalSinkError (any other error counts as
+   * retryable).
+   */
+  write(batch: EncodedBatch): Promise<WriteOutcome | void>;
   /** Flush what is buffered and release resources. */
   close(): Promise<void>;
 }
@@ -108,7 +121,7 @@ export interface SinkDefinition<T extends OptionTable = OptionTable> {
   create(opts: ParsedOptions<T>, ctx: SinkContext): Sink;
 }
 
-/** Size of a record for batch accounting: the line plus a rough per-record envelope. */
+/** A rough size of a record in memory (the spool bounds its reads with it): the line plus an envelope. */
 export function recordBytes(r: LogRecord): number {
   return r.line.length + 256;
 }

@@ -1,13 +1,21 @@
 /**
- * Records a sink refused for good (mapping errors, retries exhausted) go to
- * `<state-dir>/dead-letters/<sink>.ndjson` with the reason, never silently away. The file is capped:
- * at `maxBytes` it is rotated once to `.1` (the older `.1` is replaced, and that is logged).
+ * Entries a sink refused for good (mapping errors, retries exhausted) go to
+ * `<state-dir>/dead-letters/<sink>.ndjson`, one JSON object per line:
+ *   {"dead_lettered_at":"<ISO time>","reason":"…","entry":"<exactly what the sink would have sent>"}
+ * `entry` is the sink's wire form (the file sink's JSON line; Elasticsearch's bulk action and
+ * document lines), so `jq -r .entry` gives text that can be replayed as is. Never silently away. The
+ * file is capped: at `maxBytes` it is rotated once to `.1` (the older `.1` is replaced, and that is
+ * logged).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { DeadLetter } from '../sinks/sink.js';
-import { formatRfc3339Nano } from './time.js';
+
+export interface DeadEntry {
+  /** The entry in the sink's wire form. */
+  readonly entry: Uint8Array;
+  readonly reason: string;
+}
 
 export class DeadLetterFile {
   private size = -1;
@@ -25,17 +33,13 @@ export class DeadLetterFile {
   }
 
   /** Appends in order; resolves when written. Never rejects: a failure is logged with the count lost. */
-  append(letters: readonly DeadLetter[]): Promise<void> {
+  append(letters: readonly DeadEntry[]): Promise<void> {
     if (letters.length === 0) return this.chain;
+    const at = new Date().toISOString();
     const text = letters.map((l) => JSON.stringify({
-      dead_lettered_at: new Date().toISOString(),
+      dead_lettered_at: at,
       reason: l.reason,
-      time: formatRfc3339Nano(l.record.timeNano),
-      source: l.record.source,
-      container_id: l.record.container.id,
-      container_name: l.record.container.name,
-      truncated: l.record.truncated || undefined,
-      message: l.record.line.toString('utf8'),
+      entry: Buffer.from(l.entry.buffer, l.entry.byteOffset, l.entry.length).toString('utf8'),
     })).join('\n') + '\n';
     this.chain = this.chain.then(() => this.write(text, letters.length));
     return this.chain;

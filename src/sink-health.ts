@@ -5,7 +5,7 @@
  * sink that notes whether its last write succeeded, for the health report. Nothing here is on the
  * per-line path: the wrapper sees one call per batch.
  */
-import type { ContainerMeta, LogRecord, Sink, SinkDefinition, WriteOutcome } from '../sinks/sink.js';
+import type { ContainerMeta, EncodedBatch, LogRecord, Sink, SinkDefinition, WriteOutcome } from '../sinks/sink.js';
 import { FatalSinkError } from '../sinks/sink.js';
 import type { ActiveSink } from './options.js';
 import { SinkPool } from './sink-pool.js';
@@ -126,13 +126,17 @@ class ProbedSink implements Sink {
     return this.inner.name;
   }
 
-  async write(batch: readonly LogRecord[]): Promise<WriteOutcome | void> {
+  encode(record: LogRecord): string | Uint8Array {
+    return this.inner.encode(record);
+  }
+
+  async write(batch: EncodedBatch): Promise<WriteOutcome | void> {
     this.probe.lastWriteAt = new Date().toISOString();
     try {
       const outcome = await this.inner.write(batch);
       const retry = outcome?.retry?.length ?? 0;
       this.probe.lastWriteOk = retry === 0;
-      if (retry > 0) this.probe.lastError = `the backend asked to retry ${retry} of ${batch.length} records`;
+      if (retry > 0) this.probe.lastError = `the backend asked to retry ${retry} of ${batch.count} records`;
       return outcome;
     } catch (err) {
       this.probe.lastError = err instanceof Error ? err.message : String(err);

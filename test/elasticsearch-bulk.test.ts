@@ -2,14 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { classifyBulkResponse, classifyRequestError, describeEsError, responseStatus } from '../sinks/elasticsearch/bulk.js';
 import { apiKeyHeaderValue, clientOptions } from '../sinks/elasticsearch/client.js';
 import { FatalSinkError, RetryableSinkError } from '../sinks/sink.js';
-import type { LogRecord } from '../sinks/sink.js';
 import { parseTable } from '../src/option-table.js';
 import { elasticsearchOptions } from '../sinks/elasticsearch/options.js';
-
-function records(n: number): LogRecord[] {
-  const container = { id: 'c'.repeat(64), name: 'c', imageName: '', imageId: '', tag: '', attrs: {}, labels: {}, hostname: 'h' };
-  return Array.from({ length: n }, (_, i) => ({ container, source: 'stdout' as const, timeNano: { low: i, high: 0 }, line: Buffer.from(`line ${i}`), truncated: false, seq: 0 }));
-}
 
 /** An error shaped like the client's ResponseError (name + meta.statusCode/body). */
 function responseError(statusCode: number, body: unknown): Error {
@@ -22,11 +16,10 @@ function namedError(name: string, message = name): Error {
 
 describe('bulk response items', () => {
   it('delivers everything when errors is false', () => {
-    expect(classifyBulkResponse({ errors: false }, records(3))).toEqual({ retry: [], deadLetters: [] });
+    expect(classifyBulkResponse({ errors: false }, 3)).toEqual({ retry: [], deadLetters: [] });
   });
 
   it('delivers 2xx and 409, retries 429 and 5xx, dead-letters other 4xx with the ES reason', () => {
-    const rs = records(9);
     const statuses = [201, 200, 409, 429, 503, 500, 400, 404, 403];
     const items = statuses.map((status) => ({
       create: status < 300 ? { status } : {
@@ -36,22 +29,21 @@ describe('bulk response items', () => {
           : { type: `type_${status}`, reason: `reason ${status}` },
       },
     }));
-    const out = classifyBulkResponse({ errors: true, items }, rs);
-    expect(out.retry).toEqual([rs[3], rs[4], rs[5]]);
-    expect(out.deadLetters.map((d) => d.record)).toEqual([rs[6], rs[7], rs[8]]);
+    const out = classifyBulkResponse({ errors: true, items }, statuses.length);
+    expect(out.retry).toEqual([3, 4, 5]);
+    expect(out.deadLetters.map((d) => d.index)).toEqual([6, 7, 8]);
     expect(out.deadLetters[0]?.reason).toBe('elasticsearch refused the document: 400 document_parsing_exception: [1:42] failed to parse field [n] of type [long] (caused by illegal_argument_exception: For input string: "abc")');
     expect(out.deadLetters[1]?.reason).toBe('elasticsearch refused the document: 404 type_404: reason 404');
   });
 
   it('retries an item without a status rather than guessing', () => {
-    const rs = records(2);
-    expect(classifyBulkResponse({ errors: true, items: [{ create: { status: 201 } }, { create: {} }] }, rs).retry).toEqual([rs[1]]);
+    expect(classifyBulkResponse({ errors: true, items: [{ create: { status: 201 } }, { create: {} }] }, 2).retry).toEqual([1]);
   });
 
   it('refuses a response that does not account for every document', () => {
-    expect(() => classifyBulkResponse({ errors: true, items: [{ create: { status: 201 } }] }, records(2))).toThrow(RetryableSinkError);
-    expect(() => classifyBulkResponse({ items: [] }, records(1))).toThrow(/without an "errors" flag/);
-    expect(() => classifyBulkResponse('not json', records(1))).toThrow(RetryableSinkError);
+    expect(() => classifyBulkResponse({ errors: true, items: [{ create: { status: 201 } }] }, 2)).toThrow(new RetryableSinkError('elasticsearch answered _bulk with 1 items for 2 documents; resending the batch'));
+    expect(() => classifyBulkResponse({ items: [] }, 1)).toThrow(/without an "errors" flag/);
+    expect(() => classifyBulkResponse('not json', 1)).toThrow(RetryableSinkError);
   });
 
   it('describes errors boundedly', () => {

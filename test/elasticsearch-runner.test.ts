@@ -73,7 +73,12 @@ describe('elasticsearch sink in the core SinkRunner', () => {
         .map((s) => s['message']);
       expect(byTime).toEqual(all.filter((r) => r.container.name === `c${n}` && !refused.has(recordId(r))).map((r) => r.line.toString()));
     }
-    const letters = readFileSync(deadLetters.path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { reason: string; message: string });
+    // A dead letter's entry is the bulk action line and the document line; the message is in the document.
+    const letters = readFileSync(deadLetters.path, 'utf8').trim().split('\n').map((l) => {
+      const { reason, entry } = JSON.parse(l) as { reason: string; entry: string };
+      const document = JSON.parse(entry.split('\n')[1] ?? '') as { message: string };
+      return { reason, message: document.message };
+    });
     expect(letters.map((l) => l.message).sort()).toEqual([all[17], all[250]].map((r) => r?.line.toString()).sort());
     expect(letters.every((l) => l.reason === 'elasticsearch refused the document: 400 document_parsing_exception: failed to parse field [message]')).toBe(true);
     expect(runner.stats).toMatchObject({ delivered: 298, deadLettered: 2, dropped: {} });

@@ -6,7 +6,7 @@ import { elasticsearchOptions } from '../sinks/elasticsearch/options.js';
 import { resolveTarget } from '../sinks/elasticsearch/target.js';
 import { TemplateInstaller, templatePlan } from '../sinks/elasticsearch/templates.js';
 import type { EsRequest, HttpAnswer, TemplatePlan } from '../sinks/elasticsearch/templates.js';
-import type { ContainerMeta, LogRecord, Sink } from '../sinks/sink.js';
+import { BatchBuilder, type ContainerMeta, type EncodedBatch, type LogRecord, type Sink } from '../sinks/sink.js';
 import { parseTable } from '../src/option-table.js';
 import { bigIntToParts } from '../src/time.js';
 import { startFakeEs } from './support/fake-es.js';
@@ -83,6 +83,12 @@ describe('template installation against fake-es', () => {
     open.push(sink);
     return sink;
   };
+  /** Encodes as the core does when records are queued: with the label mode the installer has settled on by then. */
+  const batchOf = (sink: Sink, lines: string[]): EncodedBatch => {
+    const b = new BatchBuilder();
+    for (const line of lines) b.add(sink.encode(record(line)));
+    return b.seal();
+  };
   const labelsOf = (i: number): unknown => (es.sources(DS)[i]?.['container'] as JsonObject | undefined)?.['labels'];
 
   beforeAll(async () => {
@@ -98,7 +104,8 @@ describe('template installation against fake-es', () => {
 
   it('installs both templates create-only before the first bulk, which then creates the data stream from them', async () => {
     const logs = captureLogs();
-    await sinkFor(logs.logger).write([record('first')]);
+    const sink = sinkFor(logs.logger);
+    await sink.write(batchOf(sink, ['first']));
     expect(es.requests().map((r) => `${r.method} ${r.path}${r.query['create'] !== undefined ? `?create=${r.query['create']}` : ''}`)).toEqual([
       'PUT /_component_template/logs-docker@custom?create=true',
       'PUT /_index_template/shiplog-logs-docker?create=true',
@@ -108,8 +115,11 @@ describe('template installation against fake-es', () => {
     ]);
     expect(es.componentTemplate('logs-docker@custom')).toEqual({ template: { mappings: CUSTOM }, _meta: META });
     expect(es.indexTemplate('shiplog-logs-docker')?.['composed_of']).toContain('logs-docker@custom');
-    // With container.labels flattened, label keys keep their dots.
-    expect(labelsOf(0)).toEqual({ 'com.docker.compose.project': 'shop', 'com.docker.compose.project.working_dir': '/srv/shop' });
+    // Encoded before the installer settled: normalised keys, which any mapping accepts.
+    expect(labelsOf(0)).toEqual({ com_docker_compose_project: 'shop', com_docker_compose_project_working_dir: '/srv/shop' });
+    // Encoded after it found container.labels flattened: label keys keep their dots.
+    await sink.write(batchOf(sink, ['second']));
+    expect(labelsOf(1)).toEqual({ 'com.docker.compose.project': 'shop', 'com.docker.compose.project.working_dir': '/srv/shop' });
     expect(logs.lines.find((l) => l['componentTemplate'] === 'logs-docker@custom')).toMatchObject({ component: 'created', index: 'created', labelKeys: 'dotted' });
   });
 
@@ -117,36 +127,43 @@ describe('template installation against fake-es', () => {
     const edited = { template: { mappings: { properties: { stream: { type: 'keyword' } } } }, _meta: { owner: 'ops' } };
     await fetch(`${es.url}/_component_template/logs-docker@custom`, { method: 'PUT', body: JSON.stringify(edited), headers: { 'content-type': 'application/json' } });
     const logs = captureLogs();
-    await sinkFor(logs.logger).write([record('x')]);
+    const sink = sinkFor(logs.logger);
+    await sink.write(batchOf(sink, ['x']));
+    await sink.write(batchOf(sink, ['yy'])); // encoded after the installer settled (another length: another time, another _id)
     expect(es.componentTemplate('logs-docker@custom')).toEqual(edited);
-    expect(labelsOf(0)).toEqual({ com_docker_compose_project: 'shop', com_docker_compose_project_working_dir: '/srv/shop' });
+    expect(labelsOf(1)).toEqual({ com_docker_compose_project: 'shop', com_docker_compose_project_working_dir: '/srv/shop' });
     expect(logs.lines.find((l) => l['componentTemplate'] === 'logs-docker@custom')).toMatchObject({ component: 'exists', index: 'created', labelKeys: 'normalised' });
   });
 
   it('keeps dots out of label keys while an existing data stream lacks the mapping, until it rolls over', async () => {
     await fetch(`${es.url}/_data_stream/${DS}`, { method: 'PUT' });
     const logs = captureLogs();
-    await sinkFor(logs.logger).write([record('before rollover')]);
-    expect(labelsOf(0)).toEqual({ com_docker_compose_project: 'shop', com_docker_compose_project_working_dir: '/srv/shop' });
+    const before = sinkFor(logs.logger);
+    await before.write(batchOf(before, ['before rollover']));
+    await before.write(batchOf(before, ['still before rollover'])); // encoded after the installer settled
+    expect(labelsOf(1)).toEqual({ com_docker_compose_project: 'shop', com_docker_compose_project_working_dir: '/srv/shop' });
     expect(String(logs.lines.find((l) => l['labelKeys'] === 'normalised')?.['msg'])).toMatch(/roll it over/);
 
     await fetch(`${es.url}/${DS}/_rollover`, { method: 'POST' });
-    await sinkFor(captureLogs().logger).write([record('after the rollover')]);
-    expect(labelsOf(1)).toEqual({ 'com.docker.compose.project': 'shop', 'com.docker.compose.project.working_dir': '/srv/shop' });
+    const after = sinkFor(captureLogs().logger);
+    await after.write(batchOf(after, ['after the rollover']));
+    await after.write(batchOf(after, ['after the rollover, settled']));
+    expect(labelsOf(3)).toEqual({ 'com.docker.compose.project': 'shop', 'com.docker.compose.project.working_dir': '/srv/shop' });
   });
 
   it('only warns when installation fails: lines still land, with normalised label keys', async () => {
     es.faults.request({ fault: { kind: 'status', status: 403, errorType: 'security_exception', reason: 'action [cluster:admin/component_template/put] is unauthorized' }, match: (r) => r.path.startsWith('/_component_template') });
     const logs = captureLogs();
     const sink = sinkFor(logs.logger);
-    expect(await sink.write([record('still lands')])).toEqual({ retry: [], deadLetters: [] });
+    expect(await sink.write(batchOf(sink, ['still lands']))).toEqual({ retry: [], deadLetters: [] });
     expect(es.sources(DS).map((s) => s['message'])).toEqual(['still lands']);
     expect(labelsOf(0)).toEqual({ com_docker_compose_project: 'shop', com_docker_compose_project_working_dir: '/srv/shop' });
     const warning = logs.lines.find((l) => l['level'] === 40);
     expect(warning?.['msg']).toMatch(/could not install elasticsearch templates.*403: security_exception/);
     expect(warning?.['willRetry']).toBe(false);
     // A permanent failure is not retried by later writes.
-    await sink.write([record('again')]);
+    await sink.write(batchOf(sink, ['again']));
+    expect(labelsOf(1)).toEqual({ com_docker_compose_project: 'shop', com_docker_compose_project_working_dir: '/srv/shop' });
     expect(es.requests({ path: /^\/_component_template/ })).toHaveLength(1);
   });
 });

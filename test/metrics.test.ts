@@ -191,8 +191,8 @@ describe('sink metrics and health', () => {
     await f.runStream(Array.from({ length: 12 }, (_, i) => entryFrame(`to file ${i}`, i)));
     // The stream's end releases the sink instance; it closes once it has delivered everything, and
     // its totals move to the closed-instance counts when close() finishes (after the pool forgot it).
-    await vi.waitFor(() => expect(f.sinks.size).toBe(0));
-    await vi.waitFor(async () => expect(value(await f.scrape(), 'shiplog_sink_records_delivered_total', { sink: 'file' })).toBe(12));
+    await vi.waitFor(() => expect(f.sinks.size).toBe(0), { timeout: 10_000 });
+    await vi.waitFor(async () => expect(value(await f.scrape(), 'shiplog_sink_records_delivered_total', { sink: 'file' })).toBe(12), { timeout: 10_000 });
     const s = await f.scrape();
     expect(value(s, 'shiplog_sink_records_received_total', { sink: 'file' })).toBe(12);
     expect(value(s, 'shiplog_sink_records_delivered_total', { sink: 'file' })).toBe(12);
@@ -253,8 +253,9 @@ describe('sink metrics and health', () => {
   });
 
   it('drops past the memory bound are counted by sink and reason', async () => {
-    // 1000 bytes hold 3 records of this size (line + 256 bytes accounting); no disk spool behind it.
-    const f = await fixture({ SINK_QUEUE_SIZE: '1k', SPOOL_MAX_SIZE: '0' });
+    // 1600 bytes hold 3 of these entries (an ECS bulk entry of 506 bytes with host.name "testhost",
+    // plus 16 bytes of accounting each); no disk spool behind it.
+    const f = await fixture({ SINK_QUEUE_SIZE: '1600', SPOOL_MAX_SIZE: '0', HOST_NAME: 'testhost' });
     // A server of its own that never answers a bulk request, closed at the end so the request fails
     // and the runner can close (a write in flight is not abortable).
     const hung = await startFakeEs();
@@ -265,7 +266,7 @@ describe('sink metrics and health', () => {
       const s = await f.scrape();
       expect(value(s, 'shiplog_sink_records_received_total', { sink: 'elasticsearch' })).toBe(20);
       expect(value(s, 'shiplog_sink_records_dropped_total', { sink: 'elasticsearch', reason: 'queue-full' })).toBe(17);
-      expect(value(s, 'shiplog_sink_queued_bytes', { sink: 'elasticsearch' })).toBe(3 * (6 + 256));
+      expect(value(s, 'shiplog_sink_queued_bytes', { sink: 'elasticsearch' })).toBe(3 * (506 + 16));
     } finally {
       await hung.close();
     }
@@ -273,7 +274,7 @@ describe('sink metrics and health', () => {
 
   it('past the memory bound records go to the disk spool: counted, its bytes shown, all delivered once the backend is back', async () => {
     es.reset();
-    const f = await fixture({ SINK_QUEUE_SIZE: '1k' });
+    const f = await fixture({ SINK_QUEUE_SIZE: '1600', HOST_NAME: 'testhost' });
     const outage = es.faults.request({ fault: { kind: 'status', status: 503 } });
     const config = { 'sinks': 'elasticsearch', 'es-url': es.url, 'es-flush-interval': '10ms', 'es-backoff-max': '50ms' };
     const es1 = { sink: 'elasticsearch' };

@@ -3,24 +3,41 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { describe, expect, it, vi } from 'vitest';
-import { type BatchLimits, FatalSinkError, type LogRecord, RetryableSinkError, type Sink, type WriteOutcome, recordBytes, recordId } from '../sinks/sink.js';
+import { type BatchLimits, type EncodedBatch, FatalSinkError, type LogRecord, RetryableSinkError, type Sink, type WriteOutcome, recordId } from '../sinks/sink.js';
 import { DeadLetterFile } from '../src/dead-letters.js';
 import { SinkRunner } from '../src/sink-runner.js';
 import { nodeSpoolIo, type SpoolIo, type SpoolOptions } from '../src/spool/spool.js';
+import { ENTRY_COST, lineOfEntry, RecordCodec } from './support/record-codec.js';
 import { record } from './support/records.js';
 
 const logger = pino({ level: 'silent' });
 const limits: BatchLimits = { maxRecords: 3, maxBytes: 1 << 20, maxLatencyMs: 20, concurrency: 1, maxRetries: 5, backoffMaxMs: 5 };
 
+/** What a script step may answer: records to retry or dead-letter (mapped to entry indices for the runner). */
+interface RecordOutcome {
+  retry?: readonly LogRecord[];
+  deadLetters?: readonly { record: LogRecord; reason: string }[];
+}
+
 class ScriptedSink implements Sink {
   readonly name = 'scripted';
   readonly batches: string[][] = [];
-  constructor(private readonly script: ((batch: readonly LogRecord[], call: number) => Promise<WriteOutcome | void>)[] = []) {}
-  async write(batch: readonly LogRecord[]): Promise<WriteOutcome | void> {
+  private readonly codec = new RecordCodec();
+  constructor(private readonly script: ((batch: readonly LogRecord[], call: number) => Promise<RecordOutcome | void>)[] = []) {}
+  encode(r: LogRecord): string {
+    return this.codec.encode(r);
+  }
+  async write(encoded: EncodedBatch): Promise<WriteOutcome | void> {
+    const batch = this.codec.records(encoded);
     const call = this.batches.length;
     this.batches.push(batch.map((r) => r.line.toString()));
     const step = this.script[call];
-    return step ? step(batch, call) : undefined;
+    const outcome = step ? await step(batch, call) : undefined;
+    if (outcome === undefined) return undefined;
+    return {
+      retry: (outcome.retry ?? []).map((r) => batch.indexOf(r)),
+      deadLetters: (outcome.deadLetters ?? []).map((d) => ({ index: batch.indexOf(d.record), reason: d.reason })),
+    };
   }
   async close(): Promise<void> {}
 }
@@ -29,7 +46,10 @@ function setup(sink: Sink, l: Partial<BatchLimits> = {}, queueLimit = 1 << 30) {
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'dl-')), 'dead.ndjson');
   const dead = new DeadLetterFile(file, logger);
   const runner = new SinkRunner(sink, { ...limits, ...l }, dead, logger, queueLimit);
-  const deadLines = () => (fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim().split('\n').map((x) => JSON.parse(x) as { reason: string; message: string }) : []);
+  const deadLines = () => (fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim().split('\n').map((x) => {
+    const letter = JSON.parse(x) as { reason: string; entry: string };
+    return { reason: letter.reason, message: lineOfEntry(letter.entry) };
+  }) : []);
   return { runner, deadLines };
 }
 
@@ -46,7 +66,7 @@ describe('SinkRunner', () => {
   it('closes a batch on bytes', async () => {
     const sink = new ScriptedSink();
     const { runner } = setup(sink, { maxRecords: 100, maxBytes: 600 });
-    for (const l of ['a', 'b', 'c', 'd']) runner.push(record(l)); // ~257 bytes each: the third passes 600
+    for (const l of ['a', 'b', 'c', 'd']) runner.push(record(l)); // 256 bytes each: the third passes 600
     expect(sink.batches).toEqual([['a', 'b', 'c']]);
     await runner.idle();
     expect(sink.batches).toEqual([['a', 'b', 'c'], ['d']]);
@@ -106,7 +126,7 @@ describe('SinkRunner', () => {
     const stuck = new Promise<void>((r) => { release = r; });
     const sink = new ScriptedSink([async () => { await stuck; }]);
     const { runner } = setup(sink, { maxRecords: 1 }, 1000);
-    for (let i = 0; i < 10; i++) runner.push(record(`r${i}`)); // ~257 bytes each: 3 fit
+    for (let i = 0; i < 10; i++) runner.push(record(`r${i}`)); // 256 bytes each: 3 fit
     expect(runner.stats.dropped['queue-full']).toBe(7);
     release();
     await runner.idle();
@@ -141,8 +161,13 @@ class ControlledSink implements Sink {
   readonly delivered: LogRecord[] = [];
   onWrite: ((call: number, batch: readonly LogRecord[]) => void) | undefined;
   private waiting: (() => void)[] = [];
+  readonly codec = new RecordCodec();
   constructor(public mode: 'up' | 'hang' | 'fail' = 'up') {}
-  async write(batch: readonly LogRecord[]): Promise<void> {
+  encode(r: LogRecord): string {
+    return this.codec.encode(r);
+  }
+  async write(encoded: EncodedBatch): Promise<void> {
+    const batch = this.codec.records(encoded);
     this.calls.push([...batch]);
     this.onWrite?.(this.calls.length, batch);
     if (this.mode === 'fail') throw new RetryableSinkError('connection refused');
@@ -158,7 +183,7 @@ class ControlledSink implements Sink {
 
 const ids = (rs: readonly LogRecord[]) => rs.map(recordId);
 const range = (n: number, prefix = 'r') => Array.from({ length: n }, (_, i) => record(`${prefix}${i}`, i));
-const ONE = recordBytes(record('r0'));
+const ONE = ENTRY_COST;
 
 /** A runner with a spool; memory first (SPOOL_WRITE_THROUGH=false) unless `writeThrough`. */
 function spooled(sink: Sink, o: { queueLimit: number; limits?: Partial<BatchLimits>; dir?: string; spool?: Partial<Omit<SpoolOptions, 'onDrop'>>; writeThrough?: boolean }) {
@@ -392,7 +417,9 @@ describe('SinkRunner with write-through (SPOOL_WRITE_THROUGH=true)', () => {
     const writes: LogRecord[][] = [];
     const slow: Sink = {
       name: 'slow',
-      write: async (batch) => {
+      encode: (r) => sink.codec.encode(r),
+      write: async (encoded) => {
+        const batch = sink.codec.records(encoded);
         writes.push([...batch]);
         if (gate[writes.length]) await new Promise(() => undefined);
         sink.delivered.push(...batch);
@@ -546,7 +573,7 @@ describe('memory shared by all sink instances', () => {
     const mk = (sink: Sink) => new SinkRunner(sink, { ...limits, maxRecords: 1 }, new DeadLetterFile(path.join(dir, 'd.ndjson'), logger), logger, 1 << 30, undefined, budget);
     const a = mk(blocked);
     const b = mk(free);
-    for (let i = 0; i < 20; i++) a.push(record(`a${i}`)); // ~257 bytes each: 7 fit in 2000
+    for (let i = 0; i < 20; i++) a.push(record(`a${i}`)); // 256 bytes each: 7 fit in 2000
     expect(budget.usedBytes).toBeLessThanOrEqual(2000);
     expect(a.stats.dropped['queue-full']).toBe(13);
     b.push(record('b0'));

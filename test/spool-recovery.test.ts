@@ -4,20 +4,22 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { type ContainerMeta, type LogRecord, RetryableSinkError, type Sink, type SinkDefinition, recordBytes, recordId } from '../sinks/sink.js';
+import { type ContainerMeta, type LogRecord, RetryableSinkError, type Sink, type SinkDefinition, recordId } from '../sinks/sink.js';
+import { ENTRY_COST, RecordCodec } from './support/record-codec.js';
 import { opt, optionTexts, parseTable } from '../src/option-table.js';
 import { SinkPool } from '../src/sink-pool.js';
 import { spoolDirFor } from '../src/spool/meta.js';
 import { container, record } from './support/records.js';
 
 const logger = pino({ level: 'silent' });
-const ONE = recordBytes(record('r0'));
+const ONE = ENTRY_COST;
 
 /** One fake backend shared by every instance of the test sink; it can be down (writes fail). */
 class Backend {
   up = false;
   readonly received: LogRecord[] = [];
   readonly created: { target: string; container: string }[] = [];
+  private readonly codec = new RecordCodec();
   private onClose: (() => void)[] = [];
   closed(): Promise<void> {
     return new Promise((resolve) => this.onClose.push(resolve));
@@ -26,9 +28,10 @@ class Backend {
     this.created.push({ target, container: c.name });
     return {
       name: 'testsink',
+      encode: (r) => this.codec.encode(r),
       write: async (batch) => {
         if (!this.up) throw new RetryableSinkError('connection refused');
-        this.received.push(...batch);
+        this.received.push(...this.codec.records(batch));
       },
       close: async () => { for (const resolve of this.onClose.splice(0)) resolve(); },
     };

@@ -1,18 +1,19 @@
 /**
- * What a `_bulk` answer means for each record, and what a failed request means for the batch. The
+ * What a `_bulk` answer means for each entry, and what a failed request means for the batch. The
  * rules are Filebeat's (research §1.3): per item 2xx and 409-on-create are delivered, 429 and 5xx are
  * retried, other 4xx are dead letters with Elasticsearch's reason; per request 408/429/5xx, timeouts
  * and connection errors are retried, 413 is split by the caller, other errors cannot be fixed by
  * retrying.
  */
 import { FatalSinkError, RetryableSinkError } from '../sink.js';
-import type { DeadLetter, LogRecord } from '../sink.js';
+import type { DeadLetter } from '../sink.js';
 
 /** Ask Elasticsearch for no more than the classification needs. */
 export const BULK_FILTER_PATH = 'errors,items.*.error,items.*.status';
 
+/** Entries of one bulk request, by their index in that request (0 = its first document). */
 export interface ItemOutcome {
-  retry: LogRecord[];
+  retry: number[];
   deadLetters: DeadLetter[];
 }
 
@@ -34,35 +35,35 @@ export function describeEsError(error: unknown): string {
 }
 
 /**
- * Classifies the items of a bulk response for `records` (the request's documents, in order).
- * Throws RetryableSinkError when the response does not account for every document: what landed is
- * then unknown, and re-sending is safe because every document has a stable `_id`.
+ * Classifies the items of a bulk response to a request of `count` documents. Indices in the outcome
+ * are positions in that request; the caller maps them back to its batch. Throws RetryableSinkError
+ * when the response does not account for every document: what landed is then unknown, and re-sending
+ * is safe because every document has a stable `_id`.
  */
-export function classifyBulkResponse(body: unknown, records: readonly LogRecord[]): ItemOutcome {
+export function classifyBulkResponse(body: unknown, count: number): ItemOutcome {
   const out: ItemOutcome = { retry: [], deadLetters: [] };
   if (!isObject(body) || typeof body['errors'] !== 'boolean') {
     throw new RetryableSinkError('elasticsearch answered _bulk without an "errors" flag; resending the batch');
   }
   if (body['errors'] === false) return out;
   const items = body['items'];
-  if (!Array.isArray(items) || items.length !== records.length) {
-    throw new RetryableSinkError(`elasticsearch answered _bulk with ${Array.isArray(items) ? items.length : 'no'} items for ${records.length} documents; resending the batch`);
+  if (!Array.isArray(items) || items.length !== count) {
+    throw new RetryableSinkError(`elasticsearch answered _bulk with ${Array.isArray(items) ? items.length : 'no'} items for ${count} documents; resending the batch`);
   }
-  for (let i = 0; i < records.length; i++) {
-    const record = records[i] as LogRecord;
+  for (let i = 0; i < count; i++) {
     const item: unknown = items[i];
     // Each item is `{ "<op type>": { status, error? } }`.
     const result = isObject(item) ? Object.values(item)[0] : undefined;
     const status = isObject(result) && typeof result['status'] === 'number' ? result['status'] : undefined;
     if (status === undefined) {
-      out.retry.push(record);
+      out.retry.push(i);
     } else if ((status >= 200 && status < 300) || status === 409) {
       // 409 on create: a document with this id is already stored, i.e. an earlier attempt landed.
     } else if (status === 429 || status >= 500) {
-      out.retry.push(record);
+      out.retry.push(i);
     } else {
       const error = isObject(result) ? result['error'] : undefined;
-      out.deadLetters.push({ record, reason: `elasticsearch refused the document: ${status} ${describeEsError(error)}` });
+      out.deadLetters.push({ index: i, reason: `elasticsearch refused the document: ${status} ${describeEsError(error)}` });
     }
   }
   return out;

@@ -277,19 +277,38 @@ async function expectStoredExactly(es: FakeEs, target: string, run: Run, n: numb
   return hits;
 }
 
+/** A dead letter of the elasticsearch sink, with what the tests check read from its ECS document. */
 interface DeadLetter {
   reason: string;
+  /** The document's @timestamp. */
   time: string;
-  source: Stream;
-  container_id: string;
-  container_name: string;
+  stream: Stream;
+  containerId: string;
+  containerName: string;
   message: string;
+}
+
+/** A line of the dead-letter file: `entry` is what the sink would have sent, the bulk action line then the document line. */
+interface DeadLetterLine {
+  reason: string;
+  entry: string;
+}
+
+interface EcsDocument {
+  '@timestamp': string;
+  stream: Stream;
+  message: string;
+  container: { id: string; name: string };
 }
 
 function deadLetters(containerId: string): DeadLetter[] {
   const file = path.join(driver.stateDir, 'dead-letters', 'elasticsearch.ndjson');
   if (!fs.existsSync(file)) return [];
-  return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as DeadLetter).filter((d) => d.container_id === containerId);
+  return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').map((l): DeadLetter => {
+    const { reason, entry } = JSON.parse(l) as DeadLetterLine;
+    const doc = JSON.parse(entry.split('\n')[1] ?? '') as EcsDocument;
+    return { reason, time: doc['@timestamp'], stream: doc.stream, containerId: doc.container.id, containerName: doc.container.name, message: doc.message };
+  }).filter((d) => d.containerId === containerId);
 }
 
 /** A TCP port nothing listens on. */
@@ -390,9 +409,9 @@ describe(`containers ship to ${REAL ? 'the Elasticsearch at SHIPLOG_E2E_ES_URL' 
     });
     expect(letters).toHaveLength(23);
     const lines = await loggedLines(run.name);
-    expect(letters.map((d) => ({ ts: d.time, stream: d.source, message: d.message })).sort((a, b) => (a.ts < b.ts ? -1 : 1))).toEqual(lines);
+    expect(letters.map((d) => ({ ts: d.time, stream: d.stream, message: d.message })).sort((a, b) => (a.ts < b.ts ? -1 : 1))).toEqual(lines);
     for (const d of letters) {
-      expect(d.container_name).toBe(run.name);
+      expect(d.containerName).toBe(run.name);
       expect(d.reason).toMatch(new RegExp(`^retries exhausted \\(2\\): cannot reach elasticsearch: .*ECONNREFUSED 127\\.0\\.0\\.1:${port}`));
     }
   });
@@ -515,9 +534,9 @@ describe.skipIf(REAL)('faults injected by fake-es: the final stored set is still
       return l.length >= bad.length ? l : undefined;
     });
     expectExactly(await b.read(DS, run.id), good);
-    expect(letters.map((d) => ({ ts: d.time, stream: d.source, message: d.message })).sort((x, y) => (x.ts < y.ts ? -1 : 1))).toEqual(bad);
+    expect(letters.map((d) => ({ ts: d.time, stream: d.stream, message: d.message })).sort((x, y) => (x.ts < y.ts ? -1 : 1))).toEqual(bad);
     for (const d of letters) {
-      expect(d.container_name).toBe(run.name);
+      expect(d.containerName).toBe(run.name);
       expect(d.reason).toBe(`elasticsearch refused the document: 400 document_parsing_exception: ${reason}`);
     }
     // Refused for good means sent once: a 400 is not retried.
