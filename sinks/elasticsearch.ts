@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import { FatalSinkError, RetryableSinkError } from './sink.js';
 import type { BatchLimits, ContainerMeta, DeadLetter, EncodedBatch, LogRecord, Sink, SinkContext, SinkDefinition, WriteOutcome } from './sink.js';
 import { BULK_FILTER_PATH, classifyBulkResponse, classifyRequestError, responseStatus } from './elasticsearch/bulk.js';
-import { createClient } from './elasticsearch/client.js';
+import { createClient, type LazyClient } from './elasticsearch/client.js';
 import { DocumentBuilder } from './elasticsearch/document.js';
 import { elasticsearchOptions, validateElasticsearchOptions } from './elasticsearch/options.js';
 import type { ElasticsearchOptionTable, ElasticsearchOptions } from './elasticsearch/options.js';
@@ -74,9 +74,11 @@ export class ElasticsearchSink implements Sink {
   private readonly installer: TemplateInstaller | undefined;
   private readonly querystring: Record<string, string>;
   private closed = false;
+  /** The client was asked for (and so may hold connections to close). */
+  private clientUsed = false;
 
   constructor(
-    private readonly client: Client,
+    private readonly client: LazyClient,
     private readonly opts: ElasticsearchOptions,
     target: Target,
     private readonly logger: Logger,
@@ -119,11 +121,16 @@ export class ElasticsearchSink implements Sink {
     return { retry: result.retry, deadLetters: result.deadLetters };
   }
 
+  private connected(): Promise<Client> {
+    this.clientUsed = true;
+    return this.client();
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.installer?.close();
-    await this.client.close();
+    if (this.clientUsed) await (await this.client()).close();
   }
 
   /**
@@ -176,7 +183,7 @@ export class ElasticsearchSink implements Sink {
     const compress = this.opts['es-compress'];
     const bulkBody = compress ? await gzipAsync(ndjson, { level: 1 }) : ndjson;
     const index = this.builder.pathIndex;
-    return this.client.transport.request(
+    return (await this.connected()).transport.request(
       { method: 'POST', path: index === undefined ? '/_bulk' : `/${encodeURIComponent(index)}/_bulk`, querystring: this.querystring, bulkBody, meta: { name: 'bulk' } },
       { requestTimeout: this.opts['es-timeout'], maxRetries: 0, ...(compress ? { headers: { 'content-encoding': 'gzip' } } : {}) },
     );
@@ -185,7 +192,7 @@ export class ElasticsearchSink implements Sink {
   /** JSON requests for the template installer: any HTTP status resolves; transport failures reject. */
   private readonly jsonRequest: EsRequest = async (method, path, querystring, body) => {
     try {
-      const result = await this.client.transport.request(
+      const result = await (await this.connected()).transport.request(
         { method, path, ...(querystring !== undefined ? { querystring } : {}), ...(body !== undefined ? { body } : {}) },
         { meta: true, requestTimeout: this.opts['es-timeout'], maxRetries: 0 },
       );

@@ -1,11 +1,12 @@
 /**
  * Builds the official client (@elastic/elasticsearch 8.19: it speaks to ES 8 and 9) for one sink
  * instance. Constructing it does no network I/O; the first connection is made by the first request.
+ * The library itself is loaded on first use, not at start: it (with apache-arrow) is ~27 MiB of RSS
+ * that a host shipping only to files never needs.
  */
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions as TlsOptions } from 'node:tls';
-import { Client } from '@elastic/elasticsearch';
-import type { ClientOptions } from '@elastic/elasticsearch';
+import type { Client, ClientOptions } from '@elastic/elasticsearch';
 import { OptionError } from '../../src/option-table.js';
 import type { ElasticsearchOptions } from './options.js';
 
@@ -63,6 +64,18 @@ export function clientOptions(o: ElasticsearchOptions): ClientOptions {
   };
 }
 
-export function createClient(o: ElasticsearchOptions): Client {
-  return new Client(clientOptions(o));
+/** A client made on first call. */
+export type LazyClient = () => Promise<Client>;
+
+/**
+ * The options are checked (PEM files read) now, so a bad es-ca fails StartLogging with its name;
+ * the library is imported, and the client made, when the sink first talks to Elasticsearch.
+ */
+export function createClient(o: ElasticsearchOptions): LazyClient {
+  const options = clientOptions(o);
+  let client: Promise<Client> | undefined;
+  return () => {
+    client ??= import('@elastic/elasticsearch').then((lib) => new lib.Client(options));
+    return client;
+  };
 }
