@@ -11,7 +11,7 @@ import { gzip } from 'node:zlib';
 import type { Client } from '@elastic/elasticsearch';
 import type { Logger } from 'pino';
 import { FatalSinkError, RetryableSinkError } from './sink.js';
-import type { BatchLimits, ContainerMeta, DeadLetter, EncodedBatch, LogRecord, Sink, SinkContext, SinkDefinition, WriteOutcome } from './sink.js';
+import type { BatchLimits, ContainerMeta, DeadLetter, EncodedBatch, EntryWriter, LogRecord, Sink, SinkContext, SinkDefinition, WriteOutcome } from './sink.js';
 import { BULK_FILTER_PATH, classifyBulkResponse, classifyRequestError, responseStatus } from './elasticsearch/bulk.js';
 import { createClient, type LazyClient } from './elasticsearch/client.js';
 import { DocumentBuilder } from './elasticsearch/document.js';
@@ -105,8 +105,8 @@ export class ElasticsearchSink implements Sink {
    * index correctly under either mapping of `container.labels` (object or `flattened`), so an early
    * entry is never refused for its labels.
    */
-  encode(record: LogRecord): string {
-    return this.builder.entry(record, this.installer?.labelMode ?? 'normalised');
+  encode(record: LogRecord, out: EntryWriter): void {
+    out.text(this.builder.entry(record, this.installer?.labelMode ?? 'normalised'));
   }
 
   async write(batch: EncodedBatch): Promise<WriteOutcome> {

@@ -5,6 +5,21 @@
  * them (a queue of record objects was what made memory climb during an outage).
  */
 
+/** Where a sink writes one record's wire form: the open batch's buffer, no intermediate string needed. */
+export interface EntryWriter {
+  /** Appends text, encoded as UTF-8. */
+  text(s: string): void;
+  /** Appends bytes as they are. */
+  bytes(b: Uint8Array): void;
+  /** Appends text known to be ASCII (one byte per character: no UTF-8 pass). */
+  ascii(s: string): void;
+}
+
+/** What encodes records (a Sink does). */
+export interface RecordEncoder<R> {
+  encode(record: R, out: EntryWriter): void;
+}
+
 /** A sealed batch: entry i is bytes[start(i), end(i)). Immutable. */
 export class EncodedBatch {
   constructor(
@@ -64,6 +79,16 @@ export class EncodedBatch {
     for (const t of texts) b.add(t);
     return b.seal();
   }
+
+  /** `records` encoded by `encoder`, one entry each (tests, tools). */
+  static encode<R>(encoder: RecordEncoder<R>, records: readonly R[]): EncodedBatch {
+    const b = new BatchBuilder();
+    for (const r of records) {
+      encoder.encode(r, b);
+      b.endEntry();
+    }
+    return b.seal();
+  }
 }
 
 const INITIAL_SCRATCH_BYTES = 16 * 1024;
@@ -75,8 +100,11 @@ const RETAINED_SCRATCH_BYTES = 1024 * 1024;
 /** UTF-8 needs at most 3 bytes per UTF-16 code unit (a surrogate pair is 2 units for 4 bytes). */
 const MAX_UTF8_BYTES_PER_UNIT = 3;
 
-/** Gathers entries for the open batch in a reused scratch buffer; seal() copies them out at their exact size. */
-export class BatchBuilder {
+/**
+ * Gathers entries for the open batch in a reused scratch buffer; seal() copies them out at their
+ * exact size. An entry is what was written (text/bytes/ascii) since the last endEntry().
+ */
+export class BatchBuilder implements EntryWriter {
   private scratch: Buffer = Buffer.allocUnsafe(INITIAL_SCRATCH_BYTES);
   private used = 0;
   private ends: number[] = [];
@@ -86,23 +114,38 @@ export class BatchBuilder {
   }
 
   /** Bytes gathered so far. */
-  get bytes(): number {
+  get byteLength(): number {
     return this.used;
   }
 
-  /** Appends one entry; returns its size in bytes. */
-  add(entry: string | Uint8Array): number {
-    const before = this.used;
-    if (typeof entry === 'string') {
-      this.reserve(entry.length * MAX_UTF8_BYTES_PER_UNIT);
-      this.used += this.scratch.write(entry, this.used, 'utf8');
-    } else {
-      this.reserve(entry.length);
-      this.scratch.set(entry, this.used);
-      this.used += entry.length;
-    }
+  text(s: string): void {
+    this.reserve(s.length * MAX_UTF8_BYTES_PER_UNIT);
+    this.used += this.scratch.write(s, this.used, 'utf8');
+  }
+
+  bytes(b: Uint8Array): void {
+    this.reserve(b.length);
+    this.scratch.set(b, this.used);
+    this.used += b.length;
+  }
+
+  ascii(s: string): void {
+    this.reserve(s.length);
+    this.used += this.scratch.write(s, this.used, 'latin1');
+  }
+
+  /** Closes the entry written since the last one; returns its size in bytes. */
+  endEntry(): number {
+    const start = this.ends.length === 0 ? 0 : (this.ends[this.ends.length - 1] as number);
     this.ends.push(this.used);
-    return this.used - before;
+    return this.used - start;
+  }
+
+  /** Appends one whole entry; returns its size in bytes. */
+  add(entry: string | Uint8Array): number {
+    if (typeof entry === 'string') this.text(entry);
+    else this.bytes(entry);
+    return this.endEntry();
   }
 
   /** Takes back the entry added last (it was not queued after all). */

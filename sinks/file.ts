@@ -17,7 +17,7 @@ import { compileTemplate, type RenderTemplate } from '../src/pipeline/template.j
 import { JsonLinesEncoder, planRotations } from './file/json-lines.js';
 import { RotatingFile } from './file/rotating-file.js';
 import {
-  type BatchLimits, type ContainerMeta, type EncodedBatch, FatalSinkError, type LogRecord, RetryableSinkError, type Sink, type SinkDefinition, type WriteOutcome,
+  type BatchLimits, type ContainerMeta, type EncodedBatch, type EntryWriter, FatalSinkError, type LogRecord, RetryableSinkError, type Sink, type SinkDefinition, type WriteOutcome,
 } from './sink.js';
 
 /** A parsed `file-path`: the text as given and its compiled template. */
@@ -120,8 +120,8 @@ export class FileSink implements Sink {
   constructor(private readonly file: RotatingFile, private readonly maxFileBytes: number, private readonly logger: Logger) {}
 
   /** The record's JSON line, newline included: the exact bytes the file will receive. */
-  encode(record: LogRecord): string {
-    return this.encoder.line(record);
+  encode(record: LogRecord, out: EntryWriter): void {
+    this.encoder.write(record, out);
   }
 
   write(batch: EncodedBatch): Promise<WriteOutcome | void> {

@@ -7,9 +7,9 @@ import type { LogSource } from '../src/entry.js';
 import type { OptionTable, ParsedOptions } from '../src/option-table.js';
 import type { Int64Parts } from '../src/time.js';
 import type { Logger } from 'pino';
-import type { EncodedBatch } from './encoded-batch.js';
+import type { EncodedBatch, EntryWriter } from './encoded-batch.js';
 
-export { BatchBuilder, EncodedBatch } from './encoded-batch.js';
+export { BatchBuilder, EncodedBatch, type EntryWriter } from './encoded-batch.js';
 
 /** Per-container metadata, computed once at StartLogging and shared by every record of the stream. */
 export interface ContainerMeta {
@@ -71,12 +71,12 @@ export interface WriteOutcome {
 export interface Sink {
   readonly name: string;
   /**
-   * One record in the sink's wire form (a JSON line, a bulk action + document, ...). Called once per
-   * record as the core queues it (also for records read back from the disk spool); what waits in
-   * memory, is retried and is sent is these bytes, so encode must not depend on anything that
-   * changes between queueing and sending. Must not throw.
+   * Writes one record in the sink's wire form (a JSON line, a bulk action + document, ...) to `out`,
+   * the open batch's buffer. Called once per record as the core queues it (also for records read
+   * back from the disk spool); what waits in memory, is retried and is sent is these bytes, so the
+   * encoding must not depend on anything that changes between queueing and sending. Must not throw.
    */
-  encode(record: LogRecord): string | Uint8Array;
+  encode(record: LogRecord, out: EntryWriter): void;
   /**
    * Delivers a batch of encoded entries. Resolves when the backend durably accepted it (or with the
    * entries it did not); rejects with RetryableSinkError / FatalSinkError (any other error counts as

@@ -5,7 +5,7 @@
  * sink that notes whether its last write succeeded, for the health report. Nothing here is on the
  * per-line path: the wrapper sees one call per batch.
  */
-import type { ContainerMeta, EncodedBatch, LogRecord, Sink, SinkDefinition, WriteOutcome } from '../sinks/sink.js';
+import type { ContainerMeta, EncodedBatch, EntryWriter, LogRecord, Sink, SinkDefinition, WriteOutcome } from '../sinks/sink.js';
 import { FatalSinkError } from '../sinks/sink.js';
 import type { ActiveSink } from './options.js';
 import { SinkPool } from './sink-pool.js';
@@ -126,8 +126,8 @@ class ProbedSink implements Sink {
     return this.inner.name;
   }
 
-  encode(record: LogRecord): string | Uint8Array {
-    return this.inner.encode(record);
+  encode(record: LogRecord, out: EntryWriter): void {
+    this.inner.encode(record, out);
   }
 
   async write(batch: EncodedBatch): Promise<WriteOutcome | void> {

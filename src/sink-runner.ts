@@ -183,7 +183,8 @@ export class SinkRunner {
     if (this.closed) return this.drop('shutdown', 1);
     if (!this.spooling) {
       // Encoded now, so what waits in memory is bytes: the record object dies young.
-      const bytes = this.batch.add(this.sink.encode(record)) + ENTRY_OVERHEAD_BYTES;
+      this.sink.encode(record, this.batch);
+      const bytes = this.batch.endEntry() + ENTRY_OVERHEAD_BYTES;
       if (this.stats.queuedBytes + bytes <= this.queueLimitBytes && this.budget.tryTake(bytes)) {
         this.stats.queuedBytes += bytes;
         if (this.writeThrough) {
@@ -366,7 +367,10 @@ export class SinkRunner {
         if (result.kind === 'batch') {
           const encoder = new BatchBuilder();
           let bytes = 0;
-          for (const record of result.batch.records) bytes += encoder.add(this.sink.encode(record)) + ENTRY_OVERHEAD_BYTES;
+          for (const record of result.batch.records) {
+            this.sink.encode(record, encoder);
+            bytes += encoder.endEntry() + ENTRY_OVERHEAD_BYTES;
+          }
           this.stats.queuedBytes += bytes;
           this.budget.force(bytes);
           this.enqueue(encoder.seal(), bytes, result.batch.end, []);

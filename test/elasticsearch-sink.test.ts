@@ -63,9 +63,7 @@ const deadOf = (o: WriteOutcome | void) => o?.deadLetters ?? [];
 
 /** The batch the core would hand the sink: each record encoded once by the sink, back to back. */
 function batchOf(sink: Sink, rs: readonly LogRecord[]): EncodedBatch {
-  const builder = new BatchBuilder();
-  for (const r of rs) builder.add(sink.encode(r));
-  return builder.seal();
+  return EncodedBatch.encode(sink, rs);
 }
 
 /** Encodes the records and writes them as one batch. */
@@ -114,7 +112,7 @@ describe('elasticsearch sink against fake-es', () => {
   it('encodes a record as its action and document lines, and sends a batch as exactly its encoded bytes', async () => {
     const sink = sinkFor({ 'es-compress': 'false' });
     const [record] = records(meta(1), ['wire form']);
-    const entry = sink.encode(record as LogRecord) as string;
+    const entry = batchOf(sink, [record as LogRecord]).texts()[0] as string;
     const lines = entry.split('\n');
     expect(lines).toHaveLength(3);
     expect(lines[2]).toBe('');

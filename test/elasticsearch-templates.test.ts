@@ -6,7 +6,7 @@ import { elasticsearchOptions } from '../sinks/elasticsearch/options.js';
 import { resolveTarget } from '../sinks/elasticsearch/target.js';
 import { TemplateInstaller, templatePlan } from '../sinks/elasticsearch/templates.js';
 import type { EsRequest, HttpAnswer, TemplatePlan } from '../sinks/elasticsearch/templates.js';
-import { BatchBuilder, type ContainerMeta, type EncodedBatch, type LogRecord, type Sink } from '../sinks/sink.js';
+import { type ContainerMeta, EncodedBatch, type LogRecord, type Sink } from '../sinks/sink.js';
 import { parseTable } from '../src/option-table.js';
 import { bigIntToParts } from '../src/time.js';
 import { startFakeEs } from './support/fake-es.js';
@@ -85,9 +85,7 @@ describe('template installation against fake-es', () => {
   };
   /** Encodes as the core does when records are queued: with the label mode the installer has settled on by then. */
   const batchOf = (sink: Sink, lines: string[]): EncodedBatch => {
-    const b = new BatchBuilder();
-    for (const line of lines) b.add(sink.encode(record(line)));
-    return b.seal();
+    return EncodedBatch.encode(sink, lines.map(record));
   };
   const labelsOf = (i: number): unknown => (es.sources(DS)[i]?.['container'] as JsonObject | undefined)?.['labels'];
 

@@ -14,7 +14,7 @@ describe('BatchBuilder / EncodedBatch', () => {
     expect(batch.bytes.toString()).toBe(texts.join(''));
     expect(batch.range(1, 3).toString()).toBe(texts.slice(1, 3).join(''));
     expect(b.count).toBe(0);
-    expect(b.bytes).toBe(0);
+    expect(b.byteLength).toBe(0);
   });
 
   it('grows past its scratch buffer, and a sealed batch owns its bytes (the builder reuses its scratch)', () => {
@@ -49,7 +49,7 @@ describe('BatchBuilder / EncodedBatch', () => {
     b.add('only');
     b.removeLast();
     expect(b.count).toBe(0);
-    expect(b.bytes).toBe(0);
+    expect(b.byteLength).toBe(0);
   });
 
   it('select copies the chosen entries into a batch of their own, in the order given', () => {

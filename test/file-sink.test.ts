@@ -4,7 +4,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FileSink, type FileOptions, fileOptions, fileSink, resolveFilePath } from '../sinks/file.js';
-import { JsonLinesEncoder, planRotations } from '../sinks/file/json-lines.js';
+import { isPlainJsonText, JsonLinesEncoder, planRotations } from '../sinks/file/json-lines.js';
 import { RotatingFile } from '../sinks/file/rotating-file.js';
 import {
   BatchBuilder, type ContainerMeta, EncodedBatch, FatalSinkError, type LogRecord, RetryableSinkError, type Sink, type SinkDefinition, type WriteOutcome,
@@ -35,9 +35,7 @@ function openSink(config: Record<string, string> = {}, meta: ContainerMeta = con
 
 /** `records` as the core hands them to write(): each encoded by the sink as it is queued, gathered into one batch. */
 function batchOf(sink: Sink, records: readonly LogRecord[]): EncodedBatch {
-  const builder = new BatchBuilder();
-  for (const r of records) builder.add(sink.encode(r));
-  return builder.seal();
+  return EncodedBatch.encode(sink, records);
 }
 
 function read(file: string): string {
@@ -426,9 +424,9 @@ function lineFor(message: string): string {
 }
 
 describe('file sink: JSON line encoder', () => {
-  it('encode() returns the line the file receives, newline included', async () => {
+  it('encode() writes the line the file receives, newline included', async () => {
     const { sink, file } = openSink();
-    const line = sink.encode(record('hello'));
+    const line = batchOf(sink, [record('hello')]).texts()[0];
     expect(line).toBe(
       `{"time":"2026-11-23T16:43:53.042059423Z","source":"stdout","container_id":"${ID}","container_name":"demo",`
       + `"image_name":"busybox","image_id":"${IMAGE_ID}","tag":"e882a436c6b3","message":"hello"}\n`,
@@ -443,6 +441,38 @@ describe('file sink: JSON line encoder', () => {
     const records = [record('1'), record('2', 0, { container: other }), record('3'), record('4', 0, { container: other }), record('5')];
     const shared = new JsonLinesEncoder();
     expect(records.map((r) => shared.line(r))).toEqual(records.map((r) => new JsonLinesEncoder().line(r)));
+  });
+});
+
+describe('file sink: JSON line bytes', () => {
+  it('copies plain printable ASCII messages as they are and escapes everything else exactly as JSON.stringify does', () => {
+    const enc = new JsonLinesEncoder();
+    const messages = [
+      'plain text 123 {x:y} [a,b] ~!@#$%^&*()_+=-`\'', '', 'quote " inside', 'back\\slash', 'tab\there', 'nul \u0000 and \u001f',
+      'del \u007f', 'héllo wörld', 'emoji 😀', '\u2028 line separator', 'end with quote "',
+    ];
+    for (const m of messages) {
+      const line = enc.line(record(m));
+      expect(JSON.parse(line)).toMatchObject({ message: m });
+      expect(line.endsWith(`"message":${JSON.stringify(m)}}\n`)).toBe(true);
+    }
+  });
+
+  it('writes invalid UTF-8 as U+FFFD, like decoding the line as text', () => {
+    const bad = Buffer.from([0x61, 0xff, 0xfe, 0x62, 0xc3]);
+    const line = new JsonLinesEncoder().line(record('x', 0, { line: bad }));
+    expect((JSON.parse(line) as { message: string }).message).toBe(bad.toString('utf8'));
+    expect((JSON.parse(line) as { message: string }).message).toBe('a\ufffd\ufffdb\ufffd');
+  });
+
+  it('tells plain JSON text from bytes that need escaping or decoding', () => {
+    expect(isPlainJsonText(Buffer.from('hello world ~'))).toBe(true);
+    expect(isPlainJsonText(Buffer.from(''))).toBe(true);
+    for (const b of [0x00, 0x1f, 0x22, 0x5c, 0x7f, 0x80, 0xff]) expect(isPlainJsonText(Buffer.from([0x61, b, 0x62]))).toBe(false);
+  });
+
+  it('a source other than stdout/stderr is still valid JSON', () => {
+    expect(JSON.parse(new JsonLinesEncoder().line(record('m', 0, { source: 'weird' as 'stdout' })))).toMatchObject({ source: 'weird', message: 'm' });
   });
 });
 

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { describe, expect, it, vi } from 'vitest';
-import { type BatchLimits, type EncodedBatch, FatalSinkError, type LogRecord, RetryableSinkError, type Sink, type WriteOutcome, recordId } from '../sinks/sink.js';
+import { type BatchLimits, type EncodedBatch, type EntryWriter, FatalSinkError, type LogRecord, RetryableSinkError, type Sink, type WriteOutcome, recordId } from '../sinks/sink.js';
 import { DeadLetterFile } from '../src/dead-letters.js';
 import { SinkRunner } from '../src/sink-runner.js';
 import { nodeSpoolIo, type SpoolIo, type SpoolOptions } from '../src/spool/spool.js';
@@ -24,8 +24,8 @@ class ScriptedSink implements Sink {
   readonly batches: string[][] = [];
   private readonly codec = new RecordCodec();
   constructor(private readonly script: ((batch: readonly LogRecord[], call: number) => Promise<RecordOutcome | void>)[] = []) {}
-  encode(r: LogRecord): string {
-    return this.codec.encode(r);
+  encode(r: LogRecord, out: EntryWriter): void {
+    this.codec.encode(r, out);
   }
   async write(encoded: EncodedBatch): Promise<WriteOutcome | void> {
     const batch = this.codec.records(encoded);
@@ -163,8 +163,8 @@ class ControlledSink implements Sink {
   private waiting: (() => void)[] = [];
   readonly codec = new RecordCodec();
   constructor(public mode: 'up' | 'hang' | 'fail' = 'up') {}
-  encode(r: LogRecord): string {
-    return this.codec.encode(r);
+  encode(r: LogRecord, out: EntryWriter): void {
+    this.codec.encode(r, out);
   }
   async write(encoded: EncodedBatch): Promise<void> {
     const batch = this.codec.records(encoded);
@@ -417,7 +417,7 @@ describe('SinkRunner with write-through (SPOOL_WRITE_THROUGH=true)', () => {
     const writes: LogRecord[][] = [];
     const slow: Sink = {
       name: 'slow',
-      encode: (r) => sink.codec.encode(r),
+      encode: (r, out) => sink.codec.encode(r, out),
       write: async (encoded) => {
         const batch = sink.codec.records(encoded);
         writes.push([...batch]);

@@ -28,7 +28,7 @@ class Backend {
     this.created.push({ target, container: c.name });
     return {
       name: 'testsink',
-      encode: (r) => this.codec.encode(r),
+      encode: (r, out) => this.codec.encode(r, out),
       write: async (batch) => {
         if (!this.up) throw new RetryableSinkError('connection refused');
         this.received.push(...this.codec.records(batch));

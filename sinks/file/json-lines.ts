@@ -11,7 +11,7 @@
  * The core gathers the lines into an EncodedBatch (one entry per line); planRotations() says where in
  * that batch the file must be rotated.
  */
-import type { ContainerMeta, EncodedBatch, LogRecord } from '../sink.js';
+import type { ContainerMeta, EncodedBatch, EntryWriter, LogRecord } from '../sink.js';
 import { formatRfc3339Nano } from '../../src/time.js';
 
 /** Where a rotation must happen: before entry `record`, which starts at byte `offset` of batch.bytes. */
@@ -20,22 +20,76 @@ export interface RotationCut {
   readonly offset: number;
 }
 
-export class JsonLinesEncoder {
-  private readonly containerParts = new WeakMap<ContainerMeta, string>();
-  private lastContainer: ContainerMeta | undefined;
-  private lastPart = '';
+const TIME_OPEN = Buffer.from('{"time":"');
+const SOURCE: Readonly<Record<string, Buffer>> = {
+  stdout: Buffer.from('","source":"stdout",'),
+  stderr: Buffer.from('","source":"stderr",'),
+};
+const TRUNCATED = Buffer.from('"truncated":true,');
+const MESSAGE_OPEN = Buffer.from('"message":');
+const QUOTE = Buffer.from('"');
+const LINE_CLOSE = Buffer.from('}\n');
 
-  /** One record as a JSON line, newline included. */
-  line(record: LogRecord): string {
-    return `{"time":"${formatRfc3339Nano(record.timeNano)}","source":"${record.source}",${this.containerPart(record.container)}`
-      + `${record.truncated ? '"truncated":true,' : ''}"message":${JSON.stringify(record.line.toString('utf8'))}}\n`;
+/**
+ * True when the bytes are printable ASCII without `"` or `\\`: then they are their own JSON string
+ * body (JSON.stringify of their text gives exactly them between quotes), and are copied as they are.
+ */
+export function isPlainJsonText(line: Uint8Array): boolean {
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i] as number;
+    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return false;
+  }
+  return true;
+}
+
+/**
+ * Writes bytes, not strings, where it can: the constant parts are pre-encoded (the container part once
+ * per ContainerMeta), and a message that is plain printable ASCII (most log lines) is copied from the
+ * record's bytes; any other message takes JSON.stringify of its UTF-8 text. The output is the same
+ * either way.
+ */
+export class JsonLinesEncoder {
+  private readonly containerParts = new WeakMap<ContainerMeta, Buffer>();
+  private lastContainer: ContainerMeta | undefined;
+  private lastPart: Buffer = Buffer.alloc(0);
+
+  /** Writes one record as a JSON line, newline included. */
+  write(record: LogRecord, out: EntryWriter): void {
+    out.bytes(TIME_OPEN);
+    out.ascii(formatRfc3339Nano(record.timeNano));
+    const source = SOURCE[record.source];
+    if (source !== undefined) out.bytes(source);
+    else out.text(`","source":${JSON.stringify(record.source)},`);
+    out.bytes(this.containerPart(record.container));
+    if (record.truncated) out.bytes(TRUNCATED);
+    out.bytes(MESSAGE_OPEN);
+    const line = record.line;
+    if (isPlainJsonText(line)) {
+      out.bytes(QUOTE);
+      out.bytes(line);
+      out.bytes(QUOTE);
+    } else {
+      out.text(JSON.stringify(line.toString('utf8')));
+    }
+    out.bytes(LINE_CLOSE);
   }
 
-  private containerPart(container: ContainerMeta): string {
+  /** One record as a JSON line (newline included), as text: for tests and tools. */
+  line(record: LogRecord): string {
+    const parts: string[] = [];
+    this.write(record, {
+      text: (s) => parts.push(s),
+      ascii: (s) => parts.push(s),
+      bytes: (b) => parts.push(Buffer.from(b.buffer, b.byteOffset, b.length).toString('utf8')),
+    });
+    return parts.join('');
+  }
+
+  private containerPart(container: ContainerMeta): Buffer {
     if (container === this.lastContainer) return this.lastPart;
     let part = this.containerParts.get(container);
     if (part === undefined) {
-      part = stringifyContainer(container);
+      part = Buffer.from(stringifyContainer(container));
       this.containerParts.set(container, part);
     }
     this.lastContainer = container;

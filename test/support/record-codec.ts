@@ -3,7 +3,7 @@
  * number and an entry `<n>\t<line>` padded to ENTRY_BYTES (so every entry costs the runner the same
  * memory, ENTRY_COST), and records() maps a batch's entries back to the records encoded.
  */
-import type { EncodedBatch, LogRecord } from '../../sinks/sink.js';
+import type { EncodedBatch, EntryWriter, LogRecord } from '../../sinks/sink.js';
 import { ENTRY_OVERHEAD_BYTES } from '../../src/sink-runner.js';
 
 export const ENTRY_BYTES = 240;
@@ -14,10 +14,10 @@ export class RecordCodec {
   private readonly byNumber = new Map<number, LogRecord>();
   private next = 0;
 
-  encode(r: LogRecord): string {
+  encode(r: LogRecord, out: EntryWriter): void {
     const n = this.next++;
     this.byNumber.set(n, r);
-    return `${n}\t${r.line.toString()}`.padEnd(ENTRY_BYTES);
+    out.text(`${n}\t${r.line.toString()}`.padEnd(ENTRY_BYTES));
   }
 
   records(batch: EncodedBatch): LogRecord[] {
