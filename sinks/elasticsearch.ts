@@ -106,7 +106,7 @@ export class ElasticsearchSink implements Sink {
    * entry is never refused for its labels.
    */
   encode(record: LogRecord, out: EntryWriter): void {
-    out.text(this.builder.entry(record, this.installer?.labelMode ?? 'normalised'));
+    this.builder.writeEntry(record, this.installer?.labelMode ?? 'normalised', out);
   }
 
   async write(batch: EncodedBatch): Promise<WriteOutcome> {

@@ -15,6 +15,17 @@ export interface EntryWriter {
   ascii(s: string): void;
 }
 
+/** What `write` puts in an EntryWriter, as text (tests, tools and string forms of encoders). */
+export function collectText(write: (out: EntryWriter) => void): string {
+  const parts: string[] = [];
+  write({
+    text: (s) => parts.push(s),
+    ascii: (s) => parts.push(s),
+    bytes: (b) => parts.push(Buffer.from(b.buffer, b.byteOffset, b.length).toString('utf8')),
+  });
+  return parts.join('');
+}
+
 /** What encodes records (a Sink does). */
 export interface RecordEncoder<R> {
   encode(record: R, out: EntryWriter): void;

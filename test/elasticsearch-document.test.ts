@@ -42,6 +42,20 @@ function doc(r: LogRecord, options: { target?: Target; eventOriginal?: boolean; 
 }
 
 describe('ECS document', () => {
+  it('writes message and event.original exactly as JSON.stringify of the line text, on the byte path and off it', () => {
+    const messages: (string | Buffer)[] = [
+      'plain ascii ~!@#$%^&*()', '', 'quote " inside', 'back\\slash', 'tab\tand\nnewline', 'nul \u0000 del \u007f',
+      'héllo wörld 😀', '\u2028', Buffer.from([0x61, 0xff, 0x62, 0xc3]),
+    ];
+    for (const m of messages) {
+      const text = typeof m === 'string' ? m : m.toString('utf8');
+      const builder = new DocumentBuilder({ target: DEFAULT_TARGET, eventOriginal: true });
+      const json = builder.document(record(meta(), m), 'normalised');
+      expect(json).toContain(`"message":${JSON.stringify(text)},"stream":"stdout"`);
+      expect(JSON.parse(json)).toMatchObject({ message: text, event: { original: text } });
+    }
+  });
+
   it('has every field for a data stream record, with label keys normalised', () => {
     expect(doc(record(meta(), 'GET /api 200'))).toEqual({
       '@timestamp': '2023-11-14T22:13:20.123456789Z',

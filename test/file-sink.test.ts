@@ -4,7 +4,8 @@ import path from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FileSink, type FileOptions, fileOptions, fileSink, resolveFilePath } from '../sinks/file.js';
-import { isPlainJsonText, JsonLinesEncoder, planRotations } from '../sinks/file/json-lines.js';
+import { JsonLinesEncoder, planRotations } from '../sinks/file/json-lines.js';
+import { isPlainJsonText } from '../sinks/json-bytes.js';
 import { RotatingFile } from '../sinks/file/rotating-file.js';
 import {
   BatchBuilder, type ContainerMeta, EncodedBatch, FatalSinkError, type LogRecord, RetryableSinkError, type Sink, type SinkDefinition, type WriteOutcome,

@@ -1,10 +1,12 @@
 /**
- * Records to ECS documents and bulk action lines, as strings. The per-container part of a document
- * (container, host, tag, labels, data_stream) is stringified once per ContainerMeta object; per
- * record only the timestamp, the message and a few flags are added. See README for the field list.
+ * Records to ECS documents and bulk action lines, written as bytes into the batch. The per-container
+ * part of a document (container, host, tag, labels, data_stream) is stringified and encoded once per
+ * ContainerMeta object; per record only the id, the timestamp, the message and a few flags are
+ * added. See README for the field list.
  */
-import { recordId } from '../sink.js';
-import type { ContainerMeta, LogRecord } from '../sink.js';
+import { collectText, recordId } from '../sink.js';
+import type { ContainerMeta, EntryWriter, LogRecord } from '../sink.js';
+import { writeJsonString } from '../json-bytes.js';
 import { formatRfc3339Nano } from '../../src/time.js';
 import { IndexNamer } from './target.js';
 import type { Target } from './target.js';
@@ -35,7 +37,7 @@ const CLOSE_BRACE = 0x7d;
  * and stdout/stderr is not a level. Cheap byte checks run first, so only JSON lines with such a key
  * pay for JSON.parse.
  */
-export function jsonLevel(line: Buffer, text: string): string | undefined {
+export function jsonLevel(line: Buffer, text?: string): string | undefined {
   const n = line.length;
   if (n < 10 || n > LEVEL_SCAN_MAX || line[0] !== OPEN_BRACE) return undefined;
   let end = n - 1;
@@ -43,7 +45,7 @@ export function jsonLevel(line: Buffer, text: string): string | undefined {
   if (line[end] !== CLOSE_BRACE || !line.includes(LEVEL_KEY)) return undefined;
   let parsed: unknown;
   try {
-    parsed = JSON.parse(text);
+    parsed = JSON.parse(text ?? line.toString('utf8'));
   } catch {
     return undefined;
   }
@@ -93,19 +95,31 @@ export function containerPart(meta: ContainerMeta, target: Target, labels: Label
   return out;
 }
 
-const STREAM_JSON: Readonly<Record<string, string>> = { stdout: '"stdout"', stderr: '"stderr"' };
+const STREAM: Readonly<Record<string, Buffer>> = { stdout: Buffer.from(',"stream":"stdout"'), stderr: Buffer.from(',"stream":"stderr"') };
+const TIMESTAMP_OPEN = Buffer.from('{"@timestamp":"');
+const MESSAGE_OPEN = Buffer.from('","message":');
+const LOG_TRUNCATED = Buffer.from(',"log":{"flags":["truncated"]}');
+const EVENT_ORIGINAL_OPEN = Buffer.from(',"event":{"original":');
+const ACTION_ID_CLOSE = Buffer.from('"}}\n');
+const NEWLINE = Buffer.from('\n');
+const CLOSE_BRACE_BYTES = Buffer.from('}');
 
+/**
+ * Writes documents and action lines as bytes where it can (pre-encoded constant parts, the
+ * per-container tail once per ContainerMeta, plain ASCII messages copied; sinks/json-bytes.ts); the
+ * string forms (document, action, entry) are the same bytes as text.
+ */
 export class DocumentBuilder {
-  private readonly parts: Record<LabelMode, WeakMap<ContainerMeta, string>> = { normalised: new WeakMap(), dotted: new WeakMap() };
+  private readonly parts: Record<LabelMode, WeakMap<ContainerMeta, Buffer>> = { normalised: new WeakMap(), dotted: new WeakMap() };
   private readonly namer: IndexNamer | undefined;
   private lastIndex = '';
-  private lastActionPrefix: string;
+  private lastActionPrefix: Buffer;
 
   constructor(private readonly options: DocumentOptions) {
     const { target } = options;
     // A fixed target goes in the request path (`/<index>/_bulk`), so action lines carry only the id.
     this.namer = target.dated ? new IndexNamer(target.pattern) : undefined;
-    this.lastActionPrefix = '{"create":{"_id":';
+    this.lastActionPrefix = Buffer.from('{"create":{"_id":"');
   }
 
   /** The bulk request path's index, or undefined when each action line names its own index. */
@@ -113,40 +127,68 @@ export class DocumentBuilder {
     return this.namer === undefined ? this.options.target.pattern : undefined;
   }
 
-  /** The ECS document of one record, as JSON. */
-  document(r: LogRecord, labels: LabelMode): string {
-    const cache = this.parts[labels];
-    let tail = cache.get(r.container);
-    if (tail === undefined) {
-      tail = containerPart(r.container, this.options.target, labels);
-      cache.set(r.container, tail);
-    }
-    const message = r.line.toString('utf8');
-    const messageJson = JSON.stringify(message);
-    const level = jsonLevel(r.line, message);
-    let doc = `{"@timestamp":"${formatRfc3339Nano(r.timeNano)}","message":${messageJson},"stream":${STREAM_JSON[r.source] ?? JSON.stringify(r.source)}`;
-    if (level !== undefined && r.truncated) doc += `,"log":{"level":${JSON.stringify(level)},"flags":["truncated"]}`;
-    else if (level !== undefined) doc += `,"log":{"level":${JSON.stringify(level)}}`;
-    // Filebeat's marker for a cut line; ecs@mappings maps it as keyword.
-    else if (r.truncated) doc += ',"log":{"flags":["truncated"]}';
-    if (this.options.eventOriginal) doc += `,"event":{"original":${messageJson}}`;
-    return `${doc}${tail}}`;
+  /** Action and document of one record, each ending in a newline: one record's slice of the NDJSON body. */
+  writeEntry(r: LogRecord, labels: LabelMode, out: EntryWriter): void {
+    this.writeAction(r, out);
+    this.writeDocument(r, labels, out);
+    out.bytes(NEWLINE);
   }
 
-  /** The action line: `{"create":{"_id":…}}`, with `_index` when the index depends on the record's time. */
-  action(r: LogRecord): string {
+  /** The action line, newline included: `{"create":{"_id":…}}`, with `_index` when the index depends on the record's time. */
+  writeAction(r: LogRecord, out: EntryWriter): void {
     if (this.namer !== undefined) {
       const index = this.namer.nameFor(r.timeNano);
       if (index !== this.lastIndex) {
         this.lastIndex = index;
-        this.lastActionPrefix = `{"create":{"_index":${JSON.stringify(index)},"_id":`;
+        this.lastActionPrefix = Buffer.from(`{"create":{"_index":${JSON.stringify(index)},"_id":"`);
       }
     }
-    return `${this.lastActionPrefix}${JSON.stringify(recordId(r))}}}`;
+    out.bytes(this.lastActionPrefix);
+    out.ascii(recordId(r));
+    out.bytes(ACTION_ID_CLOSE);
   }
 
-  /** Action and document of one record, each ending in a newline: one record's slice of the NDJSON body. */
+  /** The ECS document of one record, as JSON (no newline). */
+  writeDocument(r: LogRecord, labels: LabelMode, out: EntryWriter): void {
+    const cache = this.parts[labels];
+    let tail = cache.get(r.container);
+    if (tail === undefined) {
+      tail = Buffer.from(containerPart(r.container, this.options.target, labels));
+      cache.set(r.container, tail);
+    }
+    out.bytes(TIMESTAMP_OPEN);
+    out.ascii(formatRfc3339Nano(r.timeNano));
+    out.bytes(MESSAGE_OPEN);
+    writeJsonString(r.line, out);
+    const stream = STREAM[r.source];
+    if (stream !== undefined) out.bytes(stream);
+    else out.text(`,"stream":${JSON.stringify(r.source)}`);
+    const level = jsonLevel(r.line);
+    if (level !== undefined && r.truncated) out.text(`,"log":{"level":${JSON.stringify(level)},"flags":["truncated"]}`);
+    else if (level !== undefined) out.text(`,"log":{"level":${JSON.stringify(level)}}`);
+    // Filebeat's marker for a cut line; ecs@mappings maps it as keyword.
+    else if (r.truncated) out.bytes(LOG_TRUNCATED);
+    if (this.options.eventOriginal) {
+      out.bytes(EVENT_ORIGINAL_OPEN);
+      writeJsonString(r.line, out);
+      out.bytes(CLOSE_BRACE_BYTES);
+    }
+    out.bytes(tail);
+    out.bytes(CLOSE_BRACE_BYTES);
+  }
+
+  /** The ECS document of one record, as JSON text. */
+  document(r: LogRecord, labels: LabelMode): string {
+    return collectText((out) => this.writeDocument(r, labels, out));
+  }
+
+  /** The action line as text (no newline). */
+  action(r: LogRecord): string {
+    return collectText((out) => this.writeAction(r, out)).slice(0, -1);
+  }
+
+  /** Action and document of one record as text, each ending in a newline. */
   entry(r: LogRecord, labels: LabelMode): string {
-    return `${this.action(r)}\n${this.document(r, labels)}\n`;
+    return collectText((out) => this.writeEntry(r, labels, out));
   }
 }

@@ -11,7 +11,8 @@
  * The core gathers the lines into an EncodedBatch (one entry per line); planRotations() says where in
  * that batch the file must be rotated.
  */
-import type { ContainerMeta, EncodedBatch, EntryWriter, LogRecord } from '../sink.js';
+import { collectText, type ContainerMeta, type EncodedBatch, type EntryWriter, type LogRecord } from '../sink.js';
+import { writeJsonString } from '../json-bytes.js';
 import { formatRfc3339Nano } from '../../src/time.js';
 
 /** Where a rotation must happen: before entry `record`, which starts at byte `offset` of batch.bytes. */
@@ -27,20 +28,7 @@ const SOURCE: Readonly<Record<string, Buffer>> = {
 };
 const TRUNCATED = Buffer.from('"truncated":true,');
 const MESSAGE_OPEN = Buffer.from('"message":');
-const QUOTE = Buffer.from('"');
 const LINE_CLOSE = Buffer.from('}\n');
-
-/**
- * True when the bytes are printable ASCII without `"` or `\\`: then they are their own JSON string
- * body (JSON.stringify of their text gives exactly them between quotes), and are copied as they are.
- */
-export function isPlainJsonText(line: Uint8Array): boolean {
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i] as number;
-    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return false;
-  }
-  return true;
-}
 
 /**
  * Writes bytes, not strings, where it can: the constant parts are pre-encoded (the container part once
@@ -63,26 +51,13 @@ export class JsonLinesEncoder {
     out.bytes(this.containerPart(record.container));
     if (record.truncated) out.bytes(TRUNCATED);
     out.bytes(MESSAGE_OPEN);
-    const line = record.line;
-    if (isPlainJsonText(line)) {
-      out.bytes(QUOTE);
-      out.bytes(line);
-      out.bytes(QUOTE);
-    } else {
-      out.text(JSON.stringify(line.toString('utf8')));
-    }
+    writeJsonString(record.line, out);
     out.bytes(LINE_CLOSE);
   }
 
   /** One record as a JSON line (newline included), as text: for tests and tools. */
   line(record: LogRecord): string {
-    const parts: string[] = [];
-    this.write(record, {
-      text: (s) => parts.push(s),
-      ascii: (s) => parts.push(s),
-      bytes: (b) => parts.push(Buffer.from(b.buffer, b.byteOffset, b.length).toString('utf8')),
-    });
-    return parts.join('');
+    return collectText((out) => this.write(record, out));
   }
 
   private containerPart(container: ContainerMeta): Buffer {
