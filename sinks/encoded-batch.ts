@@ -88,7 +88,9 @@ export class EncodedBatch {
   static of(texts: readonly string[]): EncodedBatch {
     const b = new BatchBuilder();
     for (const t of texts) b.add(t);
-    return b.seal();
+    const batch = b.seal();
+    b.release();
+    return batch;
   }
 
   /** `records` encoded by `encoder`, one entry each (tests, tools). */
@@ -98,26 +100,46 @@ export class EncodedBatch {
       encoder.encode(r, b);
       b.endEntry();
     }
-    return b.seal();
+    const batch = b.seal();
+    b.release();
+    return batch;
   }
 }
 
-const INITIAL_SCRATCH_BYTES = 16 * 1024;
-/**
- * A scratch buffer grown past this for one big batch is let go once the batch is sealed: one builder
- * per sink instance (one file-sink instance per container) each keeping megabytes adds up.
- */
-const RETAINED_SCRATCH_BYTES = 1024 * 1024;
+/** The builder's buffers come in chunks of this size, reused through a pool. */
+export const CHUNK_BYTES = 64 * 1024;
+/** Chunks kept for reuse across all builders (8 MiB); more are left to the garbage collector. */
+const POOL_MAX_CHUNKS = 128;
 /** UTF-8 needs at most 3 bytes per UTF-16 code unit (a surrogate pair is 2 units for 4 bytes). */
 const MAX_UTF8_BYTES_PER_UNIT = 3;
 
+const freeChunks: Buffer[] = [];
+
+function takeChunk(): Buffer {
+  return freeChunks.pop() ?? Buffer.allocUnsafeSlow(CHUNK_BYTES);
+}
+
+function giveChunk(chunk: Buffer): void {
+  if (freeChunks.length < POOL_MAX_CHUNKS) freeChunks.push(chunk);
+}
+
+/** Chunks waiting in the pool (tests). */
+export function pooledChunks(): number {
+  return freeChunks.length;
+}
+
 /**
- * Gathers entries for the open batch in a reused scratch buffer; seal() copies them out at their
- * exact size. An entry is what was written (text/bytes/ascii) since the last endEntry().
+ * Gathers entries for the open batch in 64 KiB chunks taken from a pool shared by every builder;
+ * seal() copies them out once, at their exact size, and gives the chunks back. So a batch costs one
+ * allocation whatever its size (no grow-and-copy), and an idle builder holds one chunk, not the
+ * largest batch it ever saw (one builder per sink instance: one per container for the file sink).
+ * An entry is what was written (text/bytes/ascii) since the last endEntry().
  */
 export class BatchBuilder implements EntryWriter {
-  private scratch: Buffer = Buffer.allocUnsafe(INITIAL_SCRATCH_BYTES);
-  private used = 0;
+  /** Filled chunks, each holding exactly CHUNK_BYTES of the batch. */
+  private full: Buffer[] = [];
+  private cur: Buffer | undefined;
+  private curUsed = 0;
   private ends: number[] = [];
 
   get count(): number {
@@ -126,30 +148,44 @@ export class BatchBuilder implements EntryWriter {
 
   /** Bytes gathered so far. */
   get byteLength(): number {
-    return this.used;
+    return this.full.length * CHUNK_BYTES + this.curUsed;
   }
 
   text(s: string): void {
-    this.reserve(s.length * MAX_UTF8_BYTES_PER_UNIT);
-    this.used += this.scratch.write(s, this.used, 'utf8');
-  }
-
-  bytes(b: Uint8Array): void {
-    this.reserve(b.length);
-    this.scratch.set(b, this.used);
-    this.used += b.length;
+    const chunk = this.current();
+    if (s.length * MAX_UTF8_BYTES_PER_UNIT <= CHUNK_BYTES - this.curUsed) this.curUsed += chunk.write(s, this.curUsed, 'utf8');
+    else this.bytes(Buffer.from(s, 'utf8'));
   }
 
   ascii(s: string): void {
-    this.reserve(s.length);
-    this.used += this.scratch.write(s, this.used, 'latin1');
+    const chunk = this.current();
+    if (s.length <= CHUNK_BYTES - this.curUsed) this.curUsed += chunk.write(s, this.curUsed, 'latin1');
+    else this.bytes(Buffer.from(s, 'latin1'));
+  }
+
+  bytes(b: Uint8Array): void {
+    let chunk = this.current();
+    if (b.length <= CHUNK_BYTES - this.curUsed) {
+      chunk.set(b, this.curUsed);
+      this.curUsed += b.length;
+      return;
+    }
+    let off = 0;
+    while (off < b.length) {
+      chunk = this.current();
+      const n = Math.min(CHUNK_BYTES - this.curUsed, b.length - off);
+      chunk.set(b.subarray(off, off + n), this.curUsed);
+      this.curUsed += n;
+      off += n;
+    }
   }
 
   /** Closes the entry written since the last one; returns its size in bytes. */
   endEntry(): number {
     const start = this.ends.length === 0 ? 0 : (this.ends[this.ends.length - 1] as number);
-    this.ends.push(this.used);
-    return this.used - start;
+    const end = this.byteLength;
+    this.ends.push(end);
+    return end - start;
   }
 
   /** Appends one whole entry; returns its size in bytes. */
@@ -162,24 +198,51 @@ export class BatchBuilder implements EntryWriter {
   /** Takes back the entry added last (it was not queued after all). */
   removeLast(): void {
     this.ends.pop();
-    this.used = this.ends.length === 0 ? 0 : (this.ends[this.ends.length - 1] as number);
+    const to = this.ends.length === 0 ? 0 : (this.ends[this.ends.length - 1] as number);
+    while (this.full.length * CHUNK_BYTES > to) {
+      if (this.cur !== undefined) giveChunk(this.cur);
+      this.cur = this.full.pop();
+      this.curUsed = CHUNK_BYTES;
+    }
+    this.curUsed = to - this.full.length * CHUNK_BYTES;
   }
 
   /** The gathered entries as a batch; the builder starts empty again. */
   seal(): EncodedBatch {
-    const bytes = Buffer.allocUnsafe(this.used);
-    this.scratch.copy(bytes, 0, 0, this.used);
+    const bytes = Buffer.allocUnsafe(this.byteLength);
+    let at = 0;
+    for (const chunk of this.full) {
+      at += chunk.copy(bytes, at);
+      giveChunk(chunk);
+    }
+    if (this.cur !== undefined) this.cur.copy(bytes, at, 0, this.curUsed);
     const batch = new EncodedBatch(bytes, this.ends);
+    this.full = [];
+    this.curUsed = 0;
     this.ends = [];
-    this.used = 0;
-    if (this.scratch.length > RETAINED_SCRATCH_BYTES) this.scratch = Buffer.allocUnsafe(INITIAL_SCRATCH_BYTES);
     return batch;
   }
 
-  private reserve(extra: number): void {
-    if (this.used + extra <= this.scratch.length) return;
-    const grown = Buffer.allocUnsafe(Math.max(this.scratch.length * 2, this.used + extra));
-    this.scratch.copy(grown, 0, 0, this.used);
-    this.scratch = grown;
+  /** Gives the builder's chunk back to the pool (a builder that is done); it takes another if used again. */
+  release(): void {
+    for (const chunk of this.full) giveChunk(chunk);
+    if (this.cur !== undefined) giveChunk(this.cur);
+    this.full = [];
+    this.cur = undefined;
+    this.curUsed = 0;
+    this.ends = [];
+  }
+
+  /** The chunk being written, with room in it (a full one is set aside and a new one taken). */
+  private current(): Buffer {
+    if (this.cur === undefined) {
+      this.cur = takeChunk();
+      this.curUsed = 0;
+    } else if (this.curUsed === CHUNK_BYTES) {
+      this.full.push(this.cur);
+      this.cur = takeChunk();
+      this.curUsed = 0;
+    }
+    return this.cur;
   }
 }

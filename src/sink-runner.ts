@@ -243,6 +243,7 @@ export class SinkRunner {
 
   private async closeNow(deadlineMs: number): Promise<void> {
     this.seal();
+    this.batch.release();
     this.closed = true;
     let gaveUp = false;
     if (this.isIdle()) {
@@ -373,7 +374,9 @@ export class SinkRunner {
           }
           this.stats.queuedBytes += bytes;
           this.budget.force(bytes);
-          this.enqueue(encoder.seal(), bytes, result.batch.end, []);
+          const batch = encoder.seal();
+          encoder.release();
+          this.enqueue(batch, bytes, result.batch.end, []);
           this.pump();
         } else if (result.kind === 'empty') {
           if (spool.hasUnread()) this.pump();

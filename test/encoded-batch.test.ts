@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BatchBuilder, EncodedBatch } from '../sinks/encoded-batch.js';
+import { BatchBuilder, CHUNK_BYTES, EncodedBatch, pooledChunks } from '../sinks/encoded-batch.js';
 
 describe('BatchBuilder / EncodedBatch', () => {
   it('keeps entries back to back and gives each one back exactly, multi-byte UTF-8 included', () => {
@@ -29,14 +29,49 @@ describe('BatchBuilder / EncodedBatch', () => {
     expect(second.texts()).toEqual(['overwrites the scratch']);
   });
 
-  it('lets go of a scratch buffer one big batch grew past 1 MiB once that batch is sealed', () => {
+  it('gathers entries across 64 KiB chunks exactly: entries straddling chunk ends, text near a chunk end, one entry of many chunks', () => {
     const b = new BatchBuilder();
-    const scratchBytes = () => (b as unknown as { scratch: Buffer }).scratch.length;
-    const small = scratchBytes();
-    b.add('y'.repeat(600_000)); // reserves 3 bytes per UTF-16 unit: grows past 1 MiB
-    expect(scratchBytes()).toBeGreaterThan(1024 * 1024);
+    const texts: string[] = [];
+    for (let i = 0; i < 3000; i++) texts.push(`entry ${i} ${'é'.repeat(i % 50)} ${'z'.repeat(i % 97)}\n`);
+    texts.push('w'.repeat(3 * CHUNK_BYTES + 17));
+    texts.push('after the big one');
+    for (const [i, t] of texts.entries()) {
+      if (i % 3 === 0) b.add(Buffer.from(t));
+      else if (i % 3 === 1) b.add(t);
+      else {
+        b.ascii(`${i}:`);
+        b.text(t.slice(String(i).length + 1));
+        b.endEntry();
+      }
+    }
+    const expected = texts.map((t, i) => (i % 3 === 2 ? `${i}:${t.slice(String(i).length + 1)}` : t));
+    expect(b.byteLength).toBe(Buffer.byteLength(expected.join('')));
+    const batch = b.seal();
+    expect(batch.texts()).toEqual(expected);
+    expect(batch.bytes.toString()).toBe(expected.join(''));
+  });
+
+  it('gives its chunks back to the pool when sealed, and keeps at most one while idle', () => {
+    const b = new BatchBuilder();
+    b.add('x'.repeat(5 * CHUNK_BYTES + 10)); // six chunks
+    const before = pooledChunks();
     b.seal();
-    expect(scratchBytes()).toBe(small);
+    expect(pooledChunks()).toBe(before + 5); // the sixth, current chunk stays with the builder
+    b.add('reuses pooled chunks');
+    expect(pooledChunks()).toBe(before + 5);
+    b.seal();
+    b.release();
+    expect(pooledChunks()).toBe(before + 6);
+  });
+
+  it('removeLast rewinds across chunk boundaries', () => {
+    const b = new BatchBuilder();
+    b.add('a'.repeat(CHUNK_BYTES - 3));
+    b.add('b'.repeat(2 * CHUNK_BYTES));
+    b.removeLast();
+    expect(b.byteLength).toBe(CHUNK_BYTES - 3);
+    b.add('tail');
+    expect(b.seal().texts()).toEqual(['a'.repeat(CHUNK_BYTES - 3), 'tail']);
   });
 
   it('removeLast takes back the entry added last', () => {
