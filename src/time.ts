@@ -50,6 +50,28 @@ export function formatRfc3339Nano(t: Int64Parts): string {
   return `${cachedPrefix}.${'000000000'.slice(frac.length)}${frac}Z`;
 }
 
+/** `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`: 30 bytes, rewritten in place (the prefix only when the second changes). */
+const stamp = Buffer.from('0000-00-00T00:00:00.000000000Z', 'latin1');
+let stampSecond = Number.NaN;
+
+/**
+ * formatRfc3339Nano's text as bytes, for encoders writing into a buffer: the returned buffer is
+ * reused by the next call, so copy it before calling again.
+ */
+export function rfc3339NanoBytes(t: Int64Parts): Buffer {
+  const { seconds, nanos } = splitSeconds(t);
+  if (seconds !== stampSecond) {
+    stampSecond = seconds;
+    stamp.write(new Date(seconds * 1000).toISOString().slice(0, 19), 0, 'latin1');
+  }
+  let n = nanos;
+  for (let i = 28; i >= 20; i--) {
+    stamp[i] = 0x30 + (n % 10);
+    n = Math.floor(n / 10);
+  }
+  return stamp;
+}
+
 export function formatRfc3339NanoBigInt(ns: bigint): string {
   return formatRfc3339Nano(bigIntToParts(ns));
 }

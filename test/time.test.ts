@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bigIntToParts, formatRfc3339Nano, parseRfc3339Nano, partsToBigInt, splitSeconds } from '../src/time.js';
+import { bigIntToParts, formatRfc3339Nano, parseRfc3339Nano, partsToBigInt, rfc3339NanoBytes, splitSeconds } from '../src/time.js';
 
 describe('nanosecond time', () => {
   it('splits int64 ns into seconds and nanos exactly, matching bigint arithmetic', () => {
@@ -31,5 +31,20 @@ describe('nanosecond time', () => {
   it('round-trips parts and bigint', () => {
     const ns = 0xfedcba9876543210n & 0x7fffffffffffffffn;
     expect(partsToBigInt(bigIntToParts(ns))).toBe(ns);
+  });
+});
+
+describe('rfc3339NanoBytes', () => {
+  it('gives formatRfc3339Nano text as bytes, for nanos with leading zeros and across second changes', () => {
+    const samples = [0n, 1n, 999_999_999n, 1_000_000_000n, 1_795_452_233_042_059_423n, 1_795_452_233_000_000_007n, 1_795_452_234_100_000_000n];
+    let x = 12345n;
+    for (let i = 0; i < 2000; i++) {
+      x = (x * 6364136223846793005n + 1442695040888963407n) % (1n << 62n);
+      samples.push(1_600_000_000_000_000_000n + (x % 400_000_000_000_000_000n));
+    }
+    for (const ns of samples) {
+      const t = bigIntToParts(ns);
+      expect(rfc3339NanoBytes(t).toString('latin1')).toBe(formatRfc3339Nano(t));
+    }
   });
 });

@@ -7,7 +7,7 @@
 import { collectText, recordId } from '../sink.js';
 import type { ContainerMeta, EntryWriter, LogRecord } from '../sink.js';
 import { writeJsonString } from '../json-bytes.js';
-import { formatRfc3339Nano } from '../../src/time.js';
+import { rfc3339NanoBytes } from '../../src/time.js';
 import { IndexNamer } from './target.js';
 import type { Target } from './target.js';
 
@@ -157,7 +157,7 @@ export class DocumentBuilder {
       cache.set(r.container, tail);
     }
     out.bytes(TIMESTAMP_OPEN);
-    out.ascii(formatRfc3339Nano(r.timeNano));
+    out.bytes(rfc3339NanoBytes(r.timeNano));
     out.bytes(MESSAGE_OPEN);
     writeJsonString(r.line, out);
     const stream = STREAM[r.source];

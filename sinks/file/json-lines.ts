@@ -13,7 +13,7 @@
  */
 import { collectText, type ContainerMeta, type EncodedBatch, type EntryWriter, type LogRecord } from '../sink.js';
 import { writeJsonString } from '../json-bytes.js';
-import { formatRfc3339Nano } from '../../src/time.js';
+import { rfc3339NanoBytes } from '../../src/time.js';
 
 /** Where a rotation must happen: before entry `record`, which starts at byte `offset` of batch.bytes. */
 export interface RotationCut {
@@ -44,7 +44,7 @@ export class JsonLinesEncoder {
   /** Writes one record as a JSON line, newline included. */
   write(record: LogRecord, out: EntryWriter): void {
     out.bytes(TIME_OPEN);
-    out.ascii(formatRfc3339Nano(record.timeNano));
+    out.bytes(rfc3339NanoBytes(record.timeNano));
     const source = SOURCE[record.source];
     if (source !== undefined) out.bytes(source);
     else out.text(`","source":${JSON.stringify(record.source)},`);
