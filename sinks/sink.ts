@@ -132,7 +132,13 @@ export function recordBytes(r: LogRecord): number {
  * container id + source + time_nano + seq.
  */
 export function recordId(r: LogRecord): string {
-  const hi = (r.timeNano.high >>> 0).toString(16).padStart(8, '0');
-  const lo = (r.timeNano.low >>> 0).toString(16).padStart(8, '0');
-  return `${r.container.id.slice(0, 32)}${r.source === 'stderr' ? 'e' : 'o'}${hi}${lo}${r.seq === 0 ? '' : `.${r.seq}`}`;
+  const seq = r.seq === 0 ? '' : `.${r.seq}`;
+  return `${r.container.id.slice(0, 32)}${r.source === 'stderr' ? 'e' : 'o'}${hex32(r.timeNano.high)}${hex32(r.timeNano.low)}${seq}`;
+}
+
+const HEX_BYTE = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+/** 8 lowercase hex digits of a 32-bit value (as (v >>> 0).toString(16).padStart(8, '0'), without the number formatting). */
+function hex32(v: number): string {
+  return `${HEX_BYTE[v >>> 24] as string}${HEX_BYTE[(v >>> 16) & 255] as string}${HEX_BYTE[(v >>> 8) & 255] as string}${HEX_BYTE[v & 255] as string}`;
 }

@@ -180,6 +180,19 @@ describe('bulk action lines and ids', () => {
     expect(JSON.parse(builder.action(beforeMidnight))).toMatchObject({ create: { _index: 'docker-2023.11.14-23' } });
   });
 
+  it('keeps ids exactly as earlier versions made them (re-sent lines must meet their stored _id)', () => {
+    const c = meta();
+    expect(recordId(record(c, 'x', { timeNano: bigIntToParts(1_700_000_000_123_456_789n) }))).toBe(`${CONTAINER_ID.slice(0, 32)}o17979cfe3d85cd15`);
+    expect(recordId(record(c, 'x', { source: 'stderr', seq: 3, timeNano: bigIntToParts(5n) }))).toBe(`${CONTAINER_ID.slice(0, 32)}e0000000000000005.3`);
+    expect(recordId(record(c, 'x', { timeNano: { low: -1, high: -1 } }))).toBe(`${CONTAINER_ID.slice(0, 32)}offffffffffffffff`);
+    for (let i = 0; i < 1000; i++) {
+      const ns = BigInt(i) * 7_919_000_000_013n + 1_600_000_000_000_000_000n;
+      const t = bigIntToParts(ns);
+      const old = `${CONTAINER_ID.slice(0, 32)}o${(t.high >>> 0).toString(16).padStart(8, '0')}${(t.low >>> 0).toString(16).padStart(8, '0')}`;
+      expect(recordId(record(c, 'x', { timeNano: t }))).toBe(old);
+    }
+  });
+
   it('gives the same id to the same line re-read, and different ids to different lines', () => {
     const a = record(meta(), 'same');
     const again = record(meta(), 'same, even with another text after a restart');
