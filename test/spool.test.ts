@@ -5,7 +5,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { type ContainerMeta, type LogRecord, recordId } from '../sinks/sink.js';
-import { crc32 } from '../src/spool/crc32.js';
+import { crc32, crc32Js } from '../src/spool/crc32.js';
 import { nodeSpoolIo, Spool, type SpoolDropReason, type SpoolIo, type SpoolOptions } from '../src/spool/spool.js';
 import { bigIntToParts, partsToBigInt } from '../src/time.js';
 import { container, record } from './support/records.js';
@@ -51,12 +51,13 @@ describe('crc32', () => {
       return (c ^ 0xffffffff) >>> 0;
     };
     let seed = 7;
-    for (const len of [1, 7, 8, 9, 15, 16, 17, 100, 1000, 4099]) {
+    for (const len of [1, 7, 8, 9, 15, 16, 17, 100, 511, 512, 513, 515, 1000, 4099, 70_000]) {
       const b = Buffer.alloc(len);
       for (let i = 0; i < len; i++) b[i] = (seed = (seed * 1103515245 + 12345) >>> 0) >>> 24;
       expect(crc32(b)).toBe(reference(b));
       const cut = Math.min(3, len);
       expect(crc32(b, cut, len, crc32(b, 0, cut))).toBe(reference(b)); // continues across calls
+      expect(crc32Js(b, 0, len, 0)).toBe(reference(b)); // the JS path alone, also where zlib is used
     }
   });
 });
