@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { type ContainerInfo, normalizeInfo } from './container-info.js';
-import type { StreamJournal } from './journal.js';
+import type { PendingBytes, StreamJournal } from './journal.js';
 import { LogStream, type LogStreamStats, type ResumeFrom, type StreamEnd } from './log-stream.js';
 import { OptionError } from './option-table.js';
 import { parseContainerOptions } from './options.js';
@@ -136,10 +136,12 @@ export class Driver {
       maxSize: options.core['max-size'], maxFile: options.core['max-file'], compress: options.core.compress,
     });
     const logger = this.parts.logger.child({ container: info.ContainerID.slice(0, 12) });
+    let pending: PendingBytes | undefined;
     try {
       for (const active of options.sinks) runners.push(this.parts.sinks.acquire(active, container));
+      pending = this.parts.journal.openPending(fifo, logger, resume === undefined ? Buffer.alloc(0) : 'carry' in resume ? resume.carry : undefined);
       const stream = new LogStream({
-        file: fifo, container, store, runners, logger,
+        file: fifo, container, store, runners, logger, pending,
         reassembly: { maxBytes: options.core['partial-max-size'], holdMs: options.core['partial-timeout'] },
         ...(resume !== undefined ? { resume } : {}),
       });
@@ -154,6 +156,10 @@ export class Driver {
     } catch (err) {
       store.release();
       for (const r of runners) void this.parts.sinks.release(r);
+      if (pending !== undefined) {
+        pending.close();
+        await this.parts.journal.removePending(fifo);
+      }
       if (err instanceof OptionError) throw new DriverError(err.message);
       throw new DriverError(`cannot read ${fifo}: ${(err as Error).message}`);
     }
@@ -196,17 +202,13 @@ export class Driver {
 
   /**
    * Stops reading every FIFO: unread bytes stay in the pipes (dockerd holds the other end), the bytes
-   * of a frame read only in part go to the journal, and the journal keeps every stream for the next
-   * start to re-attach. What was read is in the store and handed to sinks.
+   * of a frame read only in part stay in the stream's pending file, and the journal keeps every
+   * stream for the next start to re-attach. What was read is in the store and handed to sinks.
    */
   async shutdown(): Promise<void> {
     this.shuttingDown = true;
     const streams = [...this.streams.values()];
-    for (const s of streams) {
-      s.close();
-      const carry = s.carry();
-      if (carry !== undefined) this.parts.journal.saveCarry(s.file, carry);
-    }
+    for (const s of streams) s.close();
     await Promise.all(streams.map((s) => s.ended));
   }
 

@@ -1,14 +1,106 @@
 /**
  * The journal of live streams, so a restarted shiplog re-attaches to the FIFOs it was reading:
  * dockerd holds both ends of every FIFO and never re-sends StartLogging to a plugin that comes back
- * (protocol.md §3.6), so remembering them is the plugin's job. One file per stream under
- * `<state-dir>/streams/`: `<fifo name>.json` holds the path and the StartLogging Info; on a clean
- * stop, `<fifo name>.carry` holds the bytes of a frame read only in part, so the next reader
- * continues exactly where this one stopped.
+ * (protocol.md §3.6), so remembering them is the plugin's job. Files per stream under
+ * `<state-dir>/streams/`: `<fifo name>.json` holds the path and the StartLogging Info, and
+ * `<fifo name>.pending` the bytes read from the FIFO that are not yet fully processed (PendingBytes),
+ * so the next reader — after a clean stop or a `kill -9` — continues exactly where this one stopped.
+ * (`<fifo name>.carry`, raw bytes, is what versions before the pending file left on a clean stop; it
+ * is still read.)
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import type { Logger } from 'pino';
 import type { ContainerInfo } from './container-info.js';
+
+/** First byte of a pending file: what follows is exact (continue with it) … */
+const STATE_EXACT = 1;
+/** … or the reader was looking for a frame start (the next reader must resync). */
+const STATE_RESYNC = 0;
+
+/** What a stream reports to its pending file (tests give their own). */
+export interface PendingBytesLog {
+  /** Bytes just read from the FIFO, before anything is done with them. */
+  append(chunk: Buffer): void;
+  /** Everything read so far is in the store and handed to sinks, but for `carry` (undefined: resyncing). */
+  processed(carry: Buffer | undefined): void;
+  close(): void;
+}
+
+/**
+ * A pipe gives each byte once: what shiplog has read is gone from the FIFO. So every chunk is
+ * appended here (page cache: a process crash loses nothing written; no fsync) before it is
+ * processed, and once its frames are in the store and the sinks' spools (the write-through spool
+ * writes at the end of the task, and this runs after it), the file is cut back to the bytes of a
+ * frame read only in part. A `kill -9` therefore loses nothing: the next start processes the file's
+ * bytes again, then reads on from the FIFO. Only a kill in the microseconds between a chunk's spool
+ * write and this file's update makes that chunk processed twice (a duplicate in docker logs; sinks
+ * get it again with the same ids). Three small writes per FIFO chunk. If a write fails (disk full),
+ * the file is removed, and a crash then costs what it did without it: the next reader resyncs.
+ */
+export class PendingBytes implements PendingBytesLog {
+  private fd: number | undefined;
+  /** Bytes after the state byte. */
+  private length = 0;
+  private state = STATE_EXACT;
+
+  constructor(private readonly file: string, private readonly logger: Logger, resume: Buffer | undefined) {
+    try {
+      this.fd = fs.openSync(file, 'w', 0o600);
+      this.state = resume === undefined ? STATE_RESYNC : STATE_EXACT;
+      fs.writeSync(this.fd, Buffer.of(this.state), 0, 1, 0);
+      if (resume !== undefined && resume.length > 0) fs.writeSync(this.fd, resume, 0, resume.length, 1);
+      this.length = resume?.length ?? 0;
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  append(chunk: Buffer): void {
+    if (this.fd === undefined) return;
+    try {
+      fs.writeSync(this.fd, chunk, 0, chunk.length, 1 + this.length);
+      this.length += chunk.length;
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  processed(carry: Buffer | undefined): void {
+    if (this.fd === undefined) return;
+    try {
+      const state = carry === undefined ? STATE_RESYNC : STATE_EXACT;
+      if (state !== this.state) fs.writeSync(this.fd, Buffer.of(state), 0, 1, 0);
+      this.state = state;
+      const keep = carry?.length ?? 0;
+      if (keep > 0) fs.writeSync(this.fd, carry as Buffer, 0, keep, 1);
+      if (keep !== this.length) fs.ftruncateSync(this.fd, 1 + keep);
+      this.length = keep;
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  close(): void {
+    if (this.fd === undefined) return;
+    try {
+      fs.closeSync(this.fd);
+    } catch {
+      // nothing left to do with it
+    }
+    this.fd = undefined;
+  }
+
+  private fail(err: unknown): void {
+    this.logger.error({ file: this.file, err: (err as Error).message }, 'cannot keep the bytes read from the FIFO on disk; after a crash this stream resyncs (may lose the entry being read)');
+    this.close();
+    try {
+      fs.rmSync(this.file, { force: true });
+    } catch {
+      // a stale file would be worse than none, but there is nothing else to try
+    }
+  }
+}
 
 export interface JournalEntry {
   readonly file: string;
@@ -31,31 +123,36 @@ export class StreamJournal {
     await fs.promises.rename(tmp, target);
   }
 
-  /** The stream ended for good (EOF): forget it and any carry. */
+  /** The stream ended for good (EOF): forget it and its pending bytes. */
   async remove(file: string): Promise<void> {
     await Promise.all([
       fs.promises.rm(this.entryPath(file), { force: true }),
+      fs.promises.rm(this.pendingPath(file), { force: true }),
       fs.promises.rm(this.carryPath(file), { force: true }),
     ]);
   }
 
-  /** Synchronous: called on shutdown, right before the process exits. */
-  saveCarry(file: string, bytes: Buffer): void {
-    const target = this.carryPath(file);
-    fs.writeFileSync(`${target}.tmp`, bytes, { mode: 0o600 });
-    fs.renameSync(`${target}.tmp`, target);
+  /** Removes a stream's pending file alone (a stream that failed to open). */
+  async removePending(file: string): Promise<void> {
+    await fs.promises.rm(this.pendingPath(file), { force: true });
   }
 
-  /** The carry left by a clean stop, removed as it is taken; undefined after a crash. */
+  /** The pending file of a stream, starting with `resume` (the bytes it continues with; undefined: it resyncs). */
+  openPending(file: string, logger: Logger, resume: Buffer | undefined): PendingBytes {
+    return new PendingBytes(this.pendingPath(file), logger, resume);
+  }
+
+  /**
+   * The bytes an earlier process read from the FIFO and did not finish (its pending file, or an
+   * older version's carry); undefined when the next reader must resync (no file, or the earlier
+   * reader was resyncing itself).
+   */
   async takeCarry(file: string): Promise<Buffer | undefined> {
-    const p = this.carryPath(file);
-    try {
-      const bytes = await fs.promises.readFile(p);
-      await fs.promises.rm(p, { force: true });
-      return bytes;
-    } catch {
-      return undefined;
-    }
+    const pending = await fs.promises.readFile(this.pendingPath(file)).catch(() => undefined);
+    const carry = await fs.promises.readFile(this.carryPath(file)).catch(() => undefined);
+    if (carry !== undefined) await fs.promises.rm(this.carryPath(file), { force: true });
+    if (pending !== undefined) return pending.length > 0 && pending[0] === STATE_EXACT ? pending.subarray(1) : undefined;
+    return carry;
   }
 
   async list(): Promise<JournalEntry[]> {
@@ -75,6 +172,10 @@ export class StreamJournal {
 
   private entryPath(file: string): string {
     return path.join(this.dir, `${path.basename(file)}.json`);
+  }
+
+  private pendingPath(file: string): string {
+    return path.join(this.dir, `${path.basename(file)}.pending`);
   }
 
   private carryPath(file: string): string {

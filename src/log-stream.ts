@@ -9,6 +9,7 @@ import type { ContainerMeta, LogRecord } from '../sinks/sink.js';
 import { type DecodedEntry, decodeEntry, type LogSource } from './entry.js';
 import { openFifo } from './fifo.js';
 import { FrameSplitter, type FrameSink } from './framing.js';
+import type { PendingBytesLog } from './journal.js';
 import { type AssembledLine, PartialReassembler, type ReassemblyLimits } from './pipeline/partials.js';
 import type { SinkRunner } from './sink-runner.js';
 import type { ContainerLogWriter } from './store/store.js';
@@ -22,9 +23,9 @@ export interface LogStreamStats {
 
 /** How a stream picks up a FIFO another shiplog process was reading (see journal.ts). */
 export type ResumeFrom =
-  /** A clean stop left the bytes of a frame it had read only in part. */
+  /** The bytes the earlier process had read and not finished (its pending file): processed first. */
   | { readonly carry: Buffer }
-  /** A crash: the next bytes may begin inside a frame. */
+  /** Nothing exact was left: the next bytes may begin inside a frame. */
   | { readonly resync: true };
 
 export type StreamEnd = 'eof' | 'error' | 'shutdown';
@@ -37,6 +38,8 @@ export interface LogStreamParts {
   readonly reassembly: ReassemblyLimits;
   readonly logger: Logger;
   readonly resume?: ResumeFrom;
+  /** Where the bytes read and not yet processed are kept (journal.ts PendingBytes). */
+  readonly pending?: PendingBytesLog;
 }
 
 export class LogStream implements FrameSink {
@@ -51,6 +54,8 @@ export class LogStream implements FrameSink {
   private readonly reassembler: PartialReassembler;
   private finished = false;
   private warnedCorrupt = false;
+  /** The pending file is updated once per task, after the chunk's spool writes. */
+  private pendingUpdate = false;
   /** Per source: the time_nano of the last record and how many records shared it (idempotent ids). */
   private readonly lastTime = { stdout: { low: -1, high: -1, seq: 0 }, stderr: { low: -1, high: -1, seq: 0 } };
 
@@ -58,8 +63,7 @@ export class LogStream implements FrameSink {
     this.ended = new Promise((resolve) => { this.resolveEnded = resolve; });
     this.reassembler = new PartialReassembler(parts.reassembly, (line) => this.emit(line));
     const resume = parts.resume;
-    if (resume !== undefined && 'carry' in resume) this.splitter.push(resume.carry);
-    else if (resume !== undefined) this.splitter.startResync();
+    if (resume !== undefined && !('carry' in resume)) this.splitter.startResync();
   }
 
   /** Bytes of a frame read only in part, for the journal on a clean stop (undefined: the next reader must resync). */
@@ -76,6 +80,9 @@ export class LogStream implements FrameSink {
   }
 
   async open(): Promise<void> {
+    const resume = this.parts.resume;
+    // Already in the pending file (it was opened with them): processed, not appended again.
+    if (resume !== undefined && 'carry' in resume) this.process(resume.carry);
     const { socket, initial, writerGone } = await openFifo(this.parts.file);
     if (initial !== undefined) this.onChunk(initial);
     if (socket === undefined || writerGone) {
@@ -132,8 +139,21 @@ export class LogStream implements FrameSink {
 
   private onChunk(chunk: Buffer): void {
     this.stats.bytes += chunk.length;
+    this.parts.pending?.append(chunk);
+    this.process(chunk);
+  }
+
+  private process(chunk: Buffer): void {
     this.splitter.push(chunk);
     this.parts.store.flush();
+    const pending = this.parts.pending;
+    if (pending === undefined || this.pendingUpdate) return;
+    this.pendingUpdate = true;
+    // Queued after the write-through spools' end-of-task writes (they were queued by the pushes above).
+    queueMicrotask(() => {
+      this.pendingUpdate = false;
+      if (!this.finished) pending.processed(this.splitter.carry());
+    });
   }
 
   private emit(line: AssembledLine): void {
@@ -172,6 +192,9 @@ export class LogStream implements FrameSink {
     this.reassembler.flushAll();
     this.parts.store.flush();
     this.socket?.destroy();
+    // A stop keeps the unfinished frame for the next reader; an EOF leaves nothing to keep.
+    this.parts.pending?.processed(why === 'shutdown' ? this.splitter.carry() : Buffer.alloc(0));
+    this.parts.pending?.close();
     for (const runner of this.parts.runners) runner.flush();
     this.parts.logger.debug({ container: this.parts.container.id, file: this.parts.file, why, ...this.stats }, 'stream ended');
     this.resolveEnded(why);

@@ -51,7 +51,8 @@ describe('re-attach after a restart', () => {
     fifo.write(all.subarray(0, cut));
     await untilStored(a, 4);
     await a.driver.shutdown();
-    expect(fs.existsSync(path.join(a.dir, 'state/streams', `${path.basename(fifo.file)}.carry`))).toBe(true);
+    const pending = fs.readFileSync(path.join(a.dir, 'state/streams', `${path.basename(fifo.file)}.pending`));
+    expect(pending).toEqual(Buffer.concat([Buffer.of(1), all.subarray(cut - 5, cut)])); // exact, then the half-read frame
     open.splice(open.indexOf(a), 1);
     await a.close();
 
@@ -67,7 +68,8 @@ describe('re-attach after a restart', () => {
     expect(fs.readdirSync(path.join(a.dir, 'state/streams'))).toEqual([]);
   });
 
-  it('after a crash mid-frame, skips to the next frame start and loses only that entry', async () => {
+  /** Streams `lines` frames into a first driver, leaves it with a frame read in part, and stops it. */
+  async function firstRun(): Promise<{ a: Fixture; fifo: ReturnType<Fixture['makeFifo']>; all: Buffer; cut: number; frames: Buffer[]; pendingFile: string }> {
     const a = await fixture();
     const fifo = a.makeFifo();
     await a.post('/LogDriver.StartLogging', { File: fifo.file, Info: info() });
@@ -77,19 +79,45 @@ describe('re-attach after a restart', () => {
     fifo.write(all.subarray(0, cut));
     await untilStored(a, 4);
     await a.driver.shutdown();
-    // A crash leaves no carry: take it away.
-    fs.rmSync(path.join(a.dir, 'state/streams', `${path.basename(fifo.file)}.carry`));
     open.splice(open.indexOf(a), 1);
     await a.close();
+    return { a, fifo, all, cut, frames, pendingFile: path.join(a.dir, 'state/streams', `${path.basename(fifo.file)}.pending`) };
+  }
 
-    fifo.write(all.subarray(cut));
-    const b = await fixture(a.dir);
+  async function secondRun(dir: string, fifo: ReturnType<Fixture['makeFifo']>, expected: number): Promise<string[]> {
+    const b = await fixture(dir);
     expect(await b.driver.reattach()).toBe(1);
-    await untilStored(b, 9);
+    await untilStored(b, expected);
     const ended = b.driver.whenEnded(fifo.file);
     fifo.close();
     await ended;
-    expect(await readAll(b)).toEqual(Array.from({ length: 10 }, (_, i) => `line${i}\n`).filter((l) => l !== 'line4\n'));
+    return readAll(b);
+  }
+
+  it('after a kill -9 between reading a chunk and storing it, the next start processes that chunk from the pending file: nothing lost', async () => {
+    const { a, fifo, all, cut, frames, pendingFile } = await firstRun();
+    // What a crash leaves when it strikes after a chunk was read (and appended to the pending file)
+    // but before its frames reached the store: the pending file holds more than the half-read frame.
+    const readBeforeCrash = cut + frames.slice(4, 7).reduce((n, f) => n + f.length, 0);
+    fs.appendFileSync(pendingFile, all.subarray(cut, readBeforeCrash));
+    fifo.write(all.subarray(readBeforeCrash)); // the pipe holds only what was not read
+    expect(await secondRun(a.dir, fifo, 10)).toEqual(Array.from({ length: 10 }, (_, i) => `line${i}\n`));
+    expect(fs.readdirSync(path.join(a.dir, 'state/streams'))).toEqual([]);
+  });
+
+  it('without a pending file (an older version crashed, or it could not be written), skips to the next frame start and loses only that entry', async () => {
+    const { a, fifo, all, cut, pendingFile } = await firstRun();
+    fs.rmSync(pendingFile);
+    fifo.write(all.subarray(cut));
+    expect(await secondRun(a.dir, fifo, 9)).toEqual(Array.from({ length: 10 }, (_, i) => `line${i}\n`).filter((l) => l !== 'line4\n'));
+  });
+
+  it('continues from the raw .carry file an older version left on a clean stop', async () => {
+    const { a, fifo, all, cut, pendingFile } = await firstRun();
+    fs.writeFileSync(pendingFile.replace(/\.pending$/, '.carry'), fs.readFileSync(pendingFile).subarray(1));
+    fs.rmSync(pendingFile);
+    fifo.write(all.subarray(cut));
+    expect(await secondRun(a.dir, fifo, 10)).toEqual(Array.from({ length: 10 }, (_, i) => `line${i}\n`));
   });
 
   it('forgets journalled streams whose FIFO is gone, and ends and removes FIFOs dockerd no longer holds', async () => {

@@ -144,7 +144,9 @@ export interface FileSinkLine {
 export function readFileSink(driver: DriverProcess, container: string): FileSinkLine[] {
   const file = path.join(driver.filesDir, `${container}.log`);
   if (!fs.existsSync(file)) return [];
-  return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as FileSinkLine);
+  const text = fs.readFileSync(file, 'utf8');
+  // Only whole lines: the sink may be in the middle of writing the last one.
+  return text.slice(0, text.lastIndexOf('\n') + 1).split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as FileSinkLine);
 }
 
 /** Waits until the file sink holds at least `count` lines for `container`. */
