@@ -66,11 +66,6 @@ export class LogStream implements FrameSink {
     if (resume !== undefined && !('carry' in resume)) this.splitter.startResync();
   }
 
-  /** Bytes of a frame read only in part, for the journal on a clean stop (undefined: the next reader must resync). */
-  carry(): Buffer | undefined {
-    return this.splitter.carry();
-  }
-
   get file(): string {
     return this.parts.file;
   }
