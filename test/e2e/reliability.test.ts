@@ -61,7 +61,7 @@ describe('shiplog restarted while containers log', () => {
     it(`kill -9 and start again (${mode}): every line in the store once, the file sink at least once`, async () => {
       let driver = await start();
       const name = uniqueName('kill9');
-      const n = mode === 'paced' ? (LONG ? 200_000 : 20_000) : (LONG ? 2_000_000 : 300_000);
+      const n = mode === 'paced' ? (LONG ? 200_000 : 20_000) : (LONG ? 1_000_000 : 300_000);
       const script = mode === 'paced' ? counterScript(name, n, 200) : `while [ ! -e /tmp/go ]; do sleep 0.02; done; seq 1 ${n} | awk '{print "${name} " $1}'`;
       // One file-sink file for all of it (300k JSON lines pass the default 100m rotation size).
       await dockerOk(['run', '-d', '--name', name, ...LD, '--log-opt', 'file-max-size=1g', IMAGE, 'sh', '-c', script]);
