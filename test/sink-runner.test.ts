@@ -174,6 +174,17 @@ class ControlledSink implements Sink {
     if (this.mode === 'hang') await new Promise<void>((resolve) => this.waiting.push(resolve));
     this.delivered.push(...batch);
   }
+  /** From write call `call` on (1-based), the backend hangs; resolves when that call is made. */
+  hangFrom(call: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.onWrite = (n) => {
+        if (n === call) {
+          this.mode = 'hang';
+          resolve();
+        }
+      };
+    });
+  }
   up(): void {
     this.mode = 'up';
     for (const resolve of this.waiting.splice(0)) resolve();
@@ -329,14 +340,7 @@ describe('SinkRunner with a disk spool, memory first (SPOOL_WRITE_THROUGH=false)
 
   it('after a crash (no close), acknowledged batches stay delivered: only the batch in flight is sent again, with the same ids', async () => {
     const sink = new ControlledSink();
-    let hung!: () => void;
-    const hangs = new Promise<void>((resolve) => { hung = resolve; });
-    sink.onWrite = (call) => {
-      if (call === 6) {
-        sink.mode = 'hang';
-        hung();
-      }
-    };
+    const hangs = sink.hangFrom(6);
     const first = spooled(sink, { queueLimit: 25 * ONE, limits: { concurrency: 1 } });
     const all = range(200);
     for (const r of all) first.runner.push(r);
@@ -382,14 +386,7 @@ describe('SinkRunner with write-through (SPOOL_WRITE_THROUGH=true)', () => {
 
   it('a crash (no close) with records only in memory: a new runner over the same directory delivers exactly the unacknowledged ones, same ids, in order', async () => {
     const sink = new ControlledSink();
-    let hung!: () => void;
-    const hangs = new Promise<void>((resolve) => { hung = resolve; });
-    sink.onWrite = (call) => {
-      if (call === 4) {
-        sink.mode = 'hang';
-        hung();
-      }
-    };
+    const hangs = sink.hangFrom(4);
     // Memory holds everything: with memory first, all of it would be lost.
     const first = spooled(sink, { queueLimit: 1 << 20, limits: { concurrency: 1, maxLatencyMs: 1 }, writeThrough: true });
     const all = range(200);
@@ -478,15 +475,8 @@ describe('SinkRunner with write-through (SPOOL_WRITE_THROUGH=true)', () => {
     sink.up();
     await first.runner.idle();
     expect(ids(sink.delivered)).toEqual(ids(all.slice(0, 700)));
-    let hung!: () => void;
-    const hangs = new Promise<void>((resolve) => { hung = resolve; });
     const callsBefore = sink.calls.length;
-    sink.onWrite = (call) => {
-      if (call === callsBefore + 3) {
-        sink.mode = 'hang';
-        hung();
-      }
-    };
+    const hangs = sink.hangFrom(callsBefore + 3);
     for (const r of all.slice(700)) first.runner.push(r);
     await hangs;
     const acked = sink.delivered.length;
