@@ -86,11 +86,7 @@ export class EncodedBatch {
 
   /** A batch of these texts (tests). */
   static of(texts: readonly string[]): EncodedBatch {
-    const b = new BatchBuilder();
-    for (const t of texts) b.add(t);
-    const batch = b.seal();
-    b.release();
-    return batch;
+    return EncodedBatch.encode({ encode: (t: string, out) => out.text(t) }, texts);
   }
 
   /** `records` encoded by `encoder`, one entry each (tests, tools). */

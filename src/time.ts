@@ -36,27 +36,14 @@ export function splitSeconds(t: Int64Parts): { seconds: number; nanos: number } 
   return { seconds, nanos };
 }
 
-let cachedSecond = Number.NaN;
-let cachedPrefix = '';
-
-/** RFC 3339 with nine fractional digits, UTC (`2026-11-24T18:29:56.123456789Z`), as Go's RFC3339Nano pads it. */
-export function formatRfc3339Nano(t: Int64Parts): string {
-  const { seconds, nanos } = splitSeconds(t);
-  if (seconds !== cachedSecond) {
-    cachedSecond = seconds;
-    cachedPrefix = new Date(seconds * 1000).toISOString().slice(0, 19);
-  }
-  const frac = String(nanos);
-  return `${cachedPrefix}.${'000000000'.slice(frac.length)}${frac}Z`;
-}
-
 /** `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`: 30 bytes, rewritten in place (the prefix only when the second changes). */
 const stamp = Buffer.from('0000-00-00T00:00:00.000000000Z', 'latin1');
 let stampSecond = Number.NaN;
 
 /**
- * formatRfc3339Nano's text as bytes, for encoders writing into a buffer: the returned buffer is
- * reused by the next call, so copy it before calling again.
+ * RFC 3339 with nine fractional digits, UTC (`2026-11-24T18:29:56.123456789Z`), as Go's RFC3339Nano
+ * pads it, as bytes, for encoders writing into a buffer: the returned buffer is reused by the next
+ * call, so copy it before calling again.
  */
 export function rfc3339NanoBytes(t: Int64Parts): Buffer {
   const { seconds, nanos } = splitSeconds(t);
@@ -70,6 +57,11 @@ export function rfc3339NanoBytes(t: Int64Parts): Buffer {
     n = Math.floor(n / 10);
   }
   return stamp;
+}
+
+/** rfc3339NanoBytes as text. */
+export function formatRfc3339Nano(t: Int64Parts): string {
+  return rfc3339NanoBytes(t).toString('latin1');
 }
 
 export function formatRfc3339NanoBigInt(ns: bigint): string {
