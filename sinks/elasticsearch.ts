@@ -8,7 +8,6 @@
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
-import type { Client } from '@elastic/elasticsearch';
 import type { Logger } from 'pino';
 import { FatalSinkError, RetryableSinkError } from './sink.js';
 import type { BatchLimits, ContainerMeta, DeadLetter, EncodedBatch, EntryWriter, LogRecord, Sink, SinkContext, SinkDefinition, WriteOutcome } from './sink.js';
@@ -74,8 +73,6 @@ export class ElasticsearchSink implements Sink {
   private readonly installer: TemplateInstaller | undefined;
   private readonly querystring: Record<string, string>;
   private closed = false;
-  /** The client was asked for (and so may hold connections to close). */
-  private clientUsed = false;
 
   constructor(
     private readonly client: LazyClient,
@@ -121,16 +118,11 @@ export class ElasticsearchSink implements Sink {
     return { retry: result.retry, deadLetters: result.deadLetters };
   }
 
-  private connected(): Promise<Client> {
-    this.clientUsed = true;
-    return this.client();
-  }
-
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.installer?.close();
-    if (this.clientUsed) await (await this.client()).close();
+    await this.client.close();
   }
 
   /**
@@ -183,7 +175,7 @@ export class ElasticsearchSink implements Sink {
     const compress = this.opts['es-compress'];
     const bulkBody = compress ? await gzipAsync(ndjson, { level: 1 }) : ndjson;
     const index = this.builder.pathIndex;
-    return (await this.connected()).transport.request(
+    return (await this.client.get()).transport.request(
       { method: 'POST', path: index === undefined ? '/_bulk' : `/${encodeURIComponent(index)}/_bulk`, querystring: this.querystring, bulkBody, meta: { name: 'bulk' } },
       { requestTimeout: this.opts['es-timeout'], maxRetries: 0, ...(compress ? { headers: { 'content-encoding': 'gzip' } } : {}) },
     );
@@ -192,7 +184,7 @@ export class ElasticsearchSink implements Sink {
   /** JSON requests for the template installer: any HTTP status resolves; transport failures reject. */
   private readonly jsonRequest: EsRequest = async (method, path, querystring, body) => {
     try {
-      const result = await (await this.connected()).transport.request(
+      const result = await (await this.client.get()).transport.request(
         { method, path, ...(querystring !== undefined ? { querystring } : {}), ...(body !== undefined ? { body } : {}) },
         { meta: true, requestTimeout: this.opts['es-timeout'], maxRetries: 0 },
       );

@@ -64,8 +64,12 @@ export function clientOptions(o: ElasticsearchOptions): ClientOptions {
   };
 }
 
-/** A client made on first call. */
-export type LazyClient = () => Promise<Client>;
+/** The client, made on first use. */
+export interface LazyClient {
+  get(): Promise<Client>;
+  /** Closes the client if it was made (nothing to close otherwise). */
+  close(): Promise<void>;
+}
 
 /**
  * The options are checked (PEM files read) now, so a bad es-ca fails StartLogging with its name;
@@ -74,8 +78,13 @@ export type LazyClient = () => Promise<Client>;
 export function createClient(o: ElasticsearchOptions): LazyClient {
   const options = clientOptions(o);
   let client: Promise<Client> | undefined;
-  return () => {
-    client ??= import('@elastic/elasticsearch').then((lib) => new lib.Client(options));
-    return client;
+  return {
+    get: () => {
+      client ??= import('@elastic/elasticsearch').then((lib) => new lib.Client(options));
+      return client;
+    },
+    close: async () => {
+      if (client !== undefined) await (await client).close();
+    },
   };
 }
