@@ -84,7 +84,11 @@ export const fileSink = {
   instanceKey: (opts, container) => resolveFilePath(opts, container),
   batchLimits: () => LIMITS,
   create: (opts, ctx) => new FileSink(
-    new RotatingFile(resolveFilePath(opts, ctx.container), { maxFiles: opts['file-max-file'], mode: opts['file-mode'], fsync: opts['file-fsync'] }),
+    new RotatingFile(
+      resolveFilePath(opts, ctx.container),
+      { maxFiles: opts['file-max-file'], mode: opts['file-mode'], fsync: opts['file-fsync'] },
+      (bytes) => ctx.logger.warn({ path: resolveFilePath(opts, ctx.container), bytes }, 'file sink: cut a torn last line left by a crash (its batch is written again whole)'),
+    ),
     opts['file-max-size'],
     ctx.logger,
   ),

@@ -120,6 +120,30 @@ describe('file sink: JSON lines', () => {
   });
 });
 
+describe('file sink: a file left by a crash', () => {
+  it('cuts a torn last line (a write stopped part-way by SIGKILL) before appending, so no line is glued to another', async () => {
+    const first = openSink();
+    await first.sink.write(batchOf(first.sink, [record('one')]));
+    await first.sink.close();
+    fs.appendFileSync(first.file, '{"time":"2026-11-24T23:42:31.1Z","source":"std');
+    const second = openSink();
+    await second.sink.write(batchOf(second.sink, [record('two')]));
+    await second.sink.close();
+    expect(read(first.file).endsWith('\n')).toBe(true);
+    expect(messages(first.file)).toEqual(['one', 'two']);
+  });
+
+  it('cuts a file that holds only a torn line (longer than one scan block) to empty', async () => {
+    const { file } = openSink();
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, `{"message":"${'x'.repeat(200_000)}`);
+    const again = openSink();
+    await again.sink.write(batchOf(again.sink, [record('after')]));
+    await again.sink.close();
+    expect(messages(file)).toEqual(['after']);
+  });
+});
+
 describe('file sink: ordering', () => {
   it('serializes write() calls: a later batch waits for a slower earlier one', async () => {
     let releaseFirst = (): void => undefined;
@@ -226,11 +250,11 @@ describe('file sink: rotation (Docker local driver semantics)', () => {
 
   it('rotates a full file left by an earlier run before the first line', async () => {
     const file = path.join(dir, 'demo.log');
-    fs.writeFileSync(file, 'x'.repeat(100));
+    fs.writeFileSync(file, `${'x'.repeat(99)}\n`);
     const { sink } = openSink({ 'file-max-size': '100', 'file-max-file': '2' });
     await sink.write(batchOf(sink, [record('new')]));
     await sink.close();
-    expect(read(`${file}.1`)).toBe('x'.repeat(100));
+    expect(read(`${file}.1`)).toBe(`${'x'.repeat(99)}\n`);
     expect(messages(file)).toEqual(['new']);
   });
 

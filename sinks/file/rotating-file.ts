@@ -19,7 +19,13 @@ export class RotatingFile {
   private handle: FileHandle | undefined;
   private size = 0;
 
-  constructor(readonly path: string, private readonly policy: RotationPolicy) {}
+  /**
+   * `onTornTail`: called with the bytes cut when an existing file ends inside a line. A process
+   * killed while the kernel copied a batch into the file (SIGKILL stops a large write() part-way)
+   * leaves half a line; that batch was not acknowledged, so it is written again whole after the
+   * restart, and the half line is cut first rather than glued to the next line.
+   */
+  constructor(readonly path: string, private readonly policy: RotationPolicy, private readonly onTornTail?: (bytes: number) => void) {}
 
   /** Bytes in the current file (opening, and creating it and its directory, if needed). */
   async currentSize(): Promise<number> {
@@ -96,9 +102,15 @@ export class RotatingFile {
       this.size = 0;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      handle = await open(this.path, 'a');
+      handle = await open(this.path, 'a+');
       try {
-        this.size = (await handle.stat()).size;
+        const size = (await handle.stat()).size;
+        const whole = await endOfLastLine(handle, size);
+        if (whole < size) {
+          await handle.truncate(whole);
+          this.onTornTail?.(size - whole);
+        }
+        this.size = whole;
       } catch (statErr) {
         await handle.close();
         throw statErr;
@@ -113,6 +125,23 @@ export class RotatingFile {
     this.handle = undefined;
     await handle?.close();
   }
+}
+
+const NEWLINE = 0x0a;
+const TAIL_SCAN_BYTES = 64 * 1024;
+
+/** Offset just past the file's last newline (0 if it has none): where its whole lines end. */
+async function endOfLastLine(handle: FileHandle, size: number): Promise<number> {
+  const block = Buffer.allocUnsafe(Math.min(TAIL_SCAN_BYTES, size));
+  let end = size;
+  while (end > 0) {
+    const start = Math.max(0, end - block.length);
+    const { bytesRead } = await handle.read(block, 0, end - start, start);
+    const at = block.subarray(0, bytesRead).lastIndexOf(NEWLINE);
+    if (at !== -1) return start + at + 1;
+    end = start;
+  }
+  return 0;
 }
 
 async function ignoreMissing(operation: Promise<void>): Promise<void> {
