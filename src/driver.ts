@@ -107,7 +107,7 @@ export class Driver {
       try {
         await this.openStream(entry.file, normalizeInfo(entry.info), carry !== undefined ? { carry } : { resync: true });
         attached++;
-        this.parts.logger.info({ file: entry.file, container: entry.info.ContainerID.slice(0, 12), clean: carry !== undefined }, 're-attached to a FIFO from before the restart');
+        this.parts.logger.info({ file: entry.file, container: entry.info.ContainerID.slice(0, 12), clean: carry !== undefined, carryBytes: carry?.length }, 're-attached to a FIFO from before the restart');
       } catch (err) {
         this.parts.logger.error({ file: entry.file, err: (err as Error).message }, 'could not re-attach; forgetting the stream');
         await this.parts.journal.remove(entry.file);
