@@ -148,7 +148,7 @@ async function runOne({ app, work, driverKey, wlKey, wl, rep, nodeArgs = [], env
     if (rm.code !== 0) log(`  ! docker rm -f failed: ${rm.stderr.trim()}`);
     if (keepPlugin === undefined) await plugin?.stop();
     await es?.stop();
-    if (keepPlugin === undefined) fs.rmSync(runDir, { recursive: true, force: true });
+    if (keepPlugin === undefined && process.env.BENCH_KEEP_RUNS !== '1') fs.rmSync(runDir, { recursive: true, force: true });
   }
   return result;
 }

@@ -17,6 +17,8 @@
  * end-to-end runs, for before/after experiments such as a V8 heap flag or SINK_QUEUE_SIZE), --app DIR
  * (measure that tree, laid out like the snapshot in /tmp/sl-bench/app, instead of a fresh snapshot of
  * dist/: for trying a patch to the built JavaScript without touching the shared checkout).
+ * BENCH_KEEP_RUNS=1 in the environment keeps each end-to-end run's directory (the plugin's log,
+ * state and files) under the work directory instead of removing it.
  */
 import fs from 'node:fs';
 import path from 'node:path';
