@@ -12,7 +12,8 @@
  * and the old generation grew with the traffic (RSS over 300 MiB in a 200k-line outage).
  *
  * Order: records are sent in the order they were pushed. While the memory queue has room, records
- * wait there. The first record that does not fit switches the runner to *spooling*: from then on
+ * wait there. The first record that does not fit — or, with a spool, the first one after a write
+ * failed or asked for a retry (an outage spends no shared memory) — switches the runner to *spooling*: from then on
  * every new record goes to the spool (also when memory frees up), and the spool is read back, in
  * order, in batches that fit the memory bound, after the batches already in memory. Once the spool
  * is read to its end and every batch read from it acknowledged, the runner goes back to memory.
@@ -140,6 +141,12 @@ export class SinkRunner {
   private closed = false;
   /** close() stopped reading the spool and sending. */
   private stopping = false;
+  /**
+   * The last write failed or asked to retry entries (backend down, refusing, throttling): with a
+   * spool, new records go there instead of taking memory, so an outage does not fill the shared
+   * budget that healthy instances use to ride out short delays. Cleared by a write that succeeds.
+   */
+  private failing = false;
   private closing: Promise<void> | undefined;
   private idleWaiters: (() => void)[] = [];
   /** The instance's disk spool (undefined: none, records past the memory bound are dropped). */
@@ -185,7 +192,8 @@ export class SinkRunner {
       // Encoded now, so what waits in memory is bytes: the record object dies young.
       this.sink.encode(record, this.batch);
       const bytes = this.batch.endEntry() + ENTRY_OVERHEAD_BYTES;
-      if (this.stats.queuedBytes + bytes <= this.queueLimitBytes && this.budget.tryTake(bytes)) {
+      const memoryOpen = !this.failing || this.spool === undefined;
+      if (memoryOpen && this.stats.queuedBytes + bytes <= this.queueLimitBytes && this.budget.tryTake(bytes)) {
         this.stats.queuedBytes += bytes;
         if (this.writeThrough) {
           const spool = this.spool as Spool;
@@ -208,7 +216,9 @@ export class SinkRunner {
       if (this.spool === undefined) return this.drop('queue-full', 1);
       this.seal(); // what is in memory goes before anything spooled
       this.spooling = true;
-      this.logSpooling('sink backlog reached sink-queue-size: new records go to the disk spool until it is delivered');
+      this.logSpooling(memoryOpen
+        ? 'sink backlog reached sink-queue-size: new records go to the disk spool until it is delivered'
+        : 'sink is failing: new records go to the disk spool until it is delivered');
     }
     const spool = this.spool as Spool;
     spool.append(record);
@@ -453,9 +463,11 @@ export class SinkRunner {
         }
         this.stats.delivered += todo.count - retry.length - dead.length;
         p.batch = retry.length === 0 ? NO_ENTRIES : todo.select(retry);
+        this.failing = retry.length > 0;
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
         this.stats.lastError = message;
+        this.failing = !(err instanceof FatalSinkError);
         if (err instanceof FatalSinkError) {
           this.logger.error({ sink: this.sink.name, records: todo.count, err: message }, 'sink refused a batch for good; records written to dead letters');
           await this.deadLetter(todo, message);

@@ -325,6 +325,45 @@ describe('SinkRunner with a disk spool, memory first (SPOOL_WRITE_THROUGH=false)
     });
   }
 
+  it('a failing sink takes no new memory: after a failed write new records go to the disk spool; all arrive once, in order, after it recovers', async () => {
+    const sink = new ControlledSink('fail');
+    const { runner } = spooled(sink, { queueLimit: 1 << 20, limits: { concurrency: 1, backoffMaxMs: 5 } });
+    const retried = new Promise<void>((resolve) => { sink.onWrite = (call) => { if (call === 2) resolve(); }; });
+    const all = range(110);
+    for (const r of all.slice(0, 10)) runner.push(r);
+    runner.flush();
+    await retried; // the first write failed
+    for (const r of all.slice(10)) runner.push(r);
+    expect(runner.stats.spooled).toBe(100);
+    expect(runner.stats.queuedBytes).toBe(10 * ONE);
+    sink.up();
+    await runner.idle();
+    expect(ids(sink.delivered)).toEqual(ids(all));
+    expect(runner.stats.dropped).toEqual({});
+    // Healthy again: records wait in memory, the spool is not touched.
+    runner.push(record('after', 200));
+    expect(runner.stats.spooled).toBe(100);
+    await runner.idle();
+    expect(sink.delivered.at(-1)?.line.toString()).toBe('after');
+  });
+
+  it('without a spool a failing sink keeps queueing in memory up to the bound (memory is its only buffer)', async () => {
+    const sink = new ControlledSink('fail');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'runner-nospool-'));
+    const runner = new SinkRunner(sink, { ...limits, maxRecords: 10, maxRetries: Infinity, backoffMaxMs: 5, concurrency: 1 }, new DeadLetterFile(path.join(dir, 'dead.ndjson'), logger), logger, 1 << 20);
+    const retried = new Promise<void>((resolve) => { sink.onWrite = (call) => { if (call === 2) resolve(); }; });
+    const all = range(30);
+    for (const r of all.slice(0, 10)) runner.push(r);
+    runner.flush();
+    await retried;
+    for (const r of all.slice(10)) runner.push(r);
+    expect(runner.stats.dropped).toEqual({});
+    expect(runner.stats.queuedBytes).toBe(30 * ONE);
+    sink.up();
+    await runner.idle();
+    expect(ids(sink.delivered)).toEqual(ids(all));
+  });
+
   it('close(deadline) with nothing spooled yet still keeps what is in memory for the next start', async () => {
     const dead = new ControlledSink('fail');
     const first = spooled(dead, { queueLimit: 1 << 20, limits: { backoffMaxMs: 5 } });
