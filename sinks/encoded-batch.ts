@@ -89,7 +89,7 @@ export class EncodedBatch {
     return EncodedBatch.encode({ encode: (t: string, out) => out.text(t) }, texts);
   }
 
-  /** `records` encoded by `encoder`, one entry each (tests, tools). */
+  /** `records` encoded by `encoder`, one entry each (records read back from a spool; tests, tools). */
   static encode<R>(encoder: RecordEncoder<R>, records: readonly R[]): EncodedBatch {
     const b = new BatchBuilder();
     for (const r of records) {

@@ -83,15 +83,18 @@ export const fileSink = {
   },
   instanceKey: (opts, container) => resolveFilePath(opts, container),
   batchLimits: () => LIMITS,
-  create: (opts, ctx) => new FileSink(
-    new RotatingFile(
-      resolveFilePath(opts, ctx.container),
-      { maxFiles: opts['file-max-file'], mode: opts['file-mode'], fsync: opts['file-fsync'] },
-      (bytes) => ctx.logger.warn({ path: resolveFilePath(opts, ctx.container), bytes }, 'file sink: cut a torn last line left by a crash (its batch is written again whole)'),
-    ),
-    opts['file-max-size'],
-    ctx.logger,
-  ),
+  create: (opts, ctx) => {
+    const path = resolveFilePath(opts, ctx.container);
+    return new FileSink(
+      new RotatingFile(
+        path,
+        { maxFiles: opts['file-max-file'], mode: opts['file-mode'], fsync: opts['file-fsync'] },
+        (bytes) => ctx.logger.warn({ path, bytes }, 'file sink: cut a torn last line left by a crash (its batch is written again whole)'),
+      ),
+      opts['file-max-size'],
+      ctx.logger,
+    );
+  },
 } satisfies SinkDefinition<FileOptionTable>;
 
 /** The file a container's lines go to: file-path rendered for it, normalised. */

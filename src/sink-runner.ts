@@ -13,10 +13,11 @@
  *
  * Order: records are sent in the order they were pushed. While the memory queue has room, records
  * wait there. The first record that does not fit — or, with a spool, the first one after a write
- * failed or asked for a retry (an outage spends no shared memory) — switches the runner to *spooling*: from then on
- * every new record goes to the spool (also when memory frees up), and the spool is read back, in
- * order, in batches that fit the memory bound, after the batches already in memory. Once the spool
- * is read to its end and every batch read from it acknowledged, the runner goes back to memory.
+ * failed or asked for a retry (an outage spends no shared memory) — switches the runner to
+ * *spooling*: from then on every new record goes to the spool (also when memory frees up), and the
+ * spool is read back, in order, in batches that fit the memory bound, after the batches already in
+ * memory. Once the spool is read to its end and every batch read from it acknowledged, the runner
+ * goes back to memory.
  *
  * Write-through (the default; `writeThrough: false` is memory first): a record that waits in memory
  * is also appended to the spool, as a *held* record (see spool.ts): it is written with the others of
@@ -42,7 +43,7 @@
 import { MemoryBudget } from './memory-budget.js';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
-import { BatchBuilder, type BatchLimits, type EncodedBatch, FatalSinkError, type LogRecord, type Sink } from '../sinks/sink.js';
+import { BatchBuilder, type BatchLimits, EncodedBatch, FatalSinkError, type LogRecord, type Sink } from '../sinks/sink.js';
 import { backoffDelay, sleep } from './backoff.js';
 import type { DeadLetterFile } from './dead-letters.js';
 import type { Position } from './spool/checkpoint.js';
@@ -376,16 +377,10 @@ export class SinkRunner {
         this.stats.spoolBytes = spool.bytes;
         if (this.stopping) return; // what was read stays in the spool, unacknowledged
         if (result.kind === 'batch') {
-          const encoder = new BatchBuilder();
-          let bytes = 0;
-          for (const record of result.batch.records) {
-            this.sink.encode(record, encoder);
-            bytes += encoder.endEntry() + ENTRY_OVERHEAD_BYTES;
-          }
+          const batch = EncodedBatch.encode(this.sink, result.batch.records);
+          const bytes = batch.bytes.length + batch.count * ENTRY_OVERHEAD_BYTES;
           this.stats.queuedBytes += bytes;
           this.budget.force(bytes);
-          const batch = encoder.seal();
-          encoder.release();
           this.enqueue(batch, bytes, result.batch.end, []);
           this.pump();
         } else if (result.kind === 'empty') {
