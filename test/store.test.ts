@@ -685,6 +685,53 @@ describe('LogStore reopen and recovery', () => {
     expect(numbers(await readAll(store, ID_A))).toEqual([0, 1, 2, 4]);
   });
 
+  describe('dropStoredPrefix (a killed process may have stored part of the chunk it replays)', () => {
+    /** Stores 0..stored-1 as one earlier process would, then replays `replay` entries in a new store. */
+    async function replay(stored: number, replayFrom: number, replayTo: number): Promise<{ dropped: number; read: number[] }> {
+      const root = tempRoot();
+      const first = await openStore(root);
+      writeNumbered(first.store.openWriter(ID_A, NO_ROTATION), 0, stored, stored);
+      await first.store.close(); // the "kill": the writer is never released
+      const { store } = await openStore(root);
+      const w = store.openWriter(ID_A, NO_ROTATION);
+      for (let n = replayFrom; n < replayTo; n++) add(w, { t: tAt(n), line: `line-${n}` });
+      const dropped = w.dropStoredPrefix();
+      w.flush();
+      return { dropped, read: numbers(await readAll(store, ID_A)) };
+    }
+
+    it('drops the queued records that are exactly the last ones stored', async () => {
+      expect(await replay(10, 6, 14)).toEqual({ dropped: 4, read: range(0, 14) });
+    });
+
+    it('drops all of them when the whole replayed chunk was stored', async () => {
+      expect(await replay(10, 6, 10)).toEqual({ dropped: 4, read: range(0, 10) });
+    });
+
+    it('drops nothing when none of them was stored', async () => {
+      expect(await replay(10, 10, 14)).toEqual({ dropped: 0, read: range(0, 14) });
+    });
+
+    it('drops nothing for an empty store', async () => {
+      expect(await replay(0, 0, 3)).toEqual({ dropped: 0, read: range(0, 3) });
+    });
+
+    it('keeps a record that only looks like the last stored one but differs (time compared to the nanosecond)', async () => {
+      const root = tempRoot();
+      const first = await openStore(root);
+      const w1 = first.store.openWriter(ID_A, NO_ROTATION);
+      add(w1, { t: tAt(1), line: 'same' });
+      w1.flush();
+      await first.store.close();
+      const { store } = await openStore(root);
+      const w = store.openWriter(ID_A, NO_ROTATION);
+      add(w, { t: tAt(1) + 1n, line: 'same' });
+      expect(w.dropStoredPrefix()).toBe(0);
+      w.flush();
+      expect((await readAll(store, ID_A)).map((f) => f.t)).toEqual([tAt(1), tAt(1) + 1n]);
+    });
+  });
+
   it('drops the leftovers of an interrupted compression at init', async () => {
     const root = tempRoot();
     const first = await openStore(root);

@@ -257,6 +257,34 @@ export class ContainerLog {
     if (rotated) this.hooks.onRotated();
   }
 
+  /**
+   * The last `maxBytes` bytes of the current segment (fewer when it holds fewer; empty when there is
+   * none). Used once per re-attached stream, to find records an earlier process stored just before
+   * it was killed (StoreWriter.dropStoredPrefix).
+   */
+  readTail(maxBytes: number): Buffer {
+    const current = this.currentSegment;
+    if (current === undefined || current.diskBytes === 0 || maxBytes <= 0) return Buffer.alloc(0);
+    const length = Math.min(maxBytes, current.diskBytes);
+    const tail = Buffer.allocUnsafe(length);
+    let fd: number | undefined;
+    try {
+      fd = fs.openSync(path.join(this.dir, CURRENT_FILE), 'r');
+      let got = 0;
+      while (got < length) {
+        const n = fs.readSync(fd, tail, got, length - got, current.diskBytes - length + got);
+        if (n === 0) break;
+        got += n;
+      }
+      return got === length ? tail : Buffer.alloc(0);
+    } catch (err) {
+      if (!isNotFound(err)) this.logger.warn({ container: this.id, err: (err as Error).message }, 'store: cannot read the end of the current file');
+      return Buffer.alloc(0);
+    } finally {
+      if (fd !== undefined) fs.closeSync(fd);
+    }
+  }
+
   /** Docker's `local` rotation (protocol.md §6): shift .N-1→.N, drop beyond max-file, current → .1. */
   private rotate(): void {
     const current = this.currentSegment;

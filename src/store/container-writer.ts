@@ -56,6 +56,35 @@ export class StoreWriter implements ContainerLogWriter {
     if (this.pending.length > RETAINED_BUFFER_BYTES) this.pending = Buffer.allocUnsafe(INITIAL_BUFFER_BYTES);
   }
 
+  /**
+   * For a stream re-attached after a crash: the records queued so far replay the chunk the earlier
+   * process had not finished, and it may have stored some or all of them before it was killed (its
+   * store write came before its pending-file update). Drops the longest queued prefix that is exactly
+   * the end of the store, so `docker logs` shows those entries once. Returns how many were dropped.
+   * Byte-exact comparison of whole records (nanosecond time included), so entries are never dropped
+   * by mistake; a prefix that went into a rotated file is not found and is stored again.
+   */
+  dropStoredPrefix(): number {
+    if (this.pendingBytes === 0) return 0;
+    const tail = this.container.readTail(this.pendingBytes);
+    if (tail.length < RECORD_OVERHEAD) return 0;
+    const ends: number[] = [];
+    for (let at = 0; at < this.pendingBytes;) {
+      at += this.pending.readUInt32BE(at) + RECORD_OVERHEAD;
+      ends.push(at);
+    }
+    for (let i = ends.length - 1; i >= 0; i--) {
+      const length = ends[i] as number;
+      if (length > tail.length) continue;
+      if (!tail.subarray(tail.length - length).equals(this.pending.subarray(0, length))) continue;
+      this.pending.copy(this.pending, 0, length, this.pendingBytes);
+      this.pendingBytes -= length;
+      if (this.pendingBytes === 0) this.lastTime = undefined;
+      return i + 1;
+    }
+    return 0;
+  }
+
   release(): void {
     if (this.released) return;
     this.flush();

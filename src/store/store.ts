@@ -57,6 +57,8 @@ export interface ContainerLogWriter {
   add(framed: Buffer, timeNano: Int64Parts): void;
   /** Write everything queued since the last flush in ONE write syscall, then notify followers. Synchronous. */
   flush(): void;
+  /** After a crash: drops queued records that are already the last ones stored (see StoreWriter). */
+  dropStoredPrefix(): number;
   /** This stream ended (what is still queued is flushed first). When a container's last writer is released, its followers finish and the budget treats it as stopped. */
   release(): void;
 }
