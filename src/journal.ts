@@ -32,11 +32,12 @@ export interface PendingBytesLog {
  * appended here (page cache: a process crash loses nothing written; no fsync) before it is
  * processed, and once its frames are in the store and the sinks' spools (the write-through spool
  * writes at the end of the task, and this runs after it), the file is cut back to the bytes of a
- * frame read only in part. A `kill -9` therefore loses nothing: the next start processes the file's
- * bytes again, then reads on from the FIFO. Only a kill in the microseconds between a chunk's spool
- * write and this file's update makes that chunk processed twice (a duplicate in docker logs; sinks
- * get it again with the same ids). Three small writes per FIFO chunk. If a write fails (disk full),
- * the file is removed, and a crash then costs what it did without it: the next reader resyncs.
+ * frame read only in part. After a `kill -9` the next start processes the file's bytes again (the
+ * store drops those it already holds, StoreWriter.dropStoredPrefix; sinks get them again with the
+ * same ids), then reads on from the FIFO. What no user-space reader can keep: a chunk a kill catches
+ * between read() and the append here (README, "What a kill -9 can lose"). Three small writes per FIFO
+ * chunk. If a write fails (disk full), the file is removed, and a crash then costs what it did
+ * without it: the next reader resyncs.
  */
 export class PendingBytes implements PendingBytesLog {
   private fd: number | undefined;

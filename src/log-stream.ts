@@ -7,6 +7,7 @@ import type net from 'node:net';
 import type { Logger } from 'pino';
 import type { ContainerMeta, LogRecord } from '../sinks/sink.js';
 import { type DecodedEntry, decodeEntry, type LogSource } from './entry.js';
+import { crashPoint } from './crash-point.js';
 import { openFifo } from './fifo.js';
 import { FrameSplitter, type FrameSink } from './framing.js';
 import type { PendingBytesLog } from './journal.js';
@@ -77,7 +78,7 @@ export class LogStream implements FrameSink {
   async open(): Promise<void> {
     const resume = this.parts.resume;
     // Already in the pending file (it was opened with them): processed, not appended again.
-    if (resume !== undefined && 'carry' in resume) this.process(resume.carry);
+    if (resume !== undefined && 'carry' in resume) this.process(resume.carry, true);
     const { socket, initial, writerGone } = await openFifo(this.parts.file);
     if (initial !== undefined) this.onChunk(initial);
     if (socket === undefined || writerGone) {
@@ -135,12 +136,19 @@ export class LogStream implements FrameSink {
   private onChunk(chunk: Buffer): void {
     this.stats.bytes += chunk.length;
     this.parts.pending?.append(chunk);
+    crashPoint('after-append');
     this.process(chunk);
   }
 
-  private process(chunk: Buffer): void {
+  /** `replay`: the pending bytes of a killed process, which may have stored some of their entries already. */
+  private process(chunk: Buffer, replay = false): void {
     this.splitter.push(chunk);
+    if (replay) {
+      const dropped = this.parts.store.dropStoredPrefix();
+      if (dropped > 0) this.parts.logger.info({ container: this.parts.container.id, entries: dropped }, 're-attached: entries of the unfinished chunk were already in the store (not stored twice; sinks get them again)');
+    }
     this.parts.store.flush();
+    crashPoint('after-store');
     const pending = this.parts.pending;
     if (pending === undefined || this.pendingUpdate) return;
     this.pendingUpdate = true;

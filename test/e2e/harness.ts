@@ -74,6 +74,8 @@ export interface DriverProcess {
   /** SIGTERM, resolves with the exit code. */
   stop(): Promise<number | null>;
   kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Resolves when the process has exited, with the signal that ended it (null: it exited by itself). */
+  readonly exited: Promise<NodeJS.Signals | null>;
   readonly child: ChildProcess;
 }
 
@@ -102,12 +104,13 @@ export async function startDriver(opts: DriverOptions = {}): Promise<DriverProce
   child.stdout?.on('data', (b: Buffer) => { output += b.toString(); });
   child.stderr?.on('data', (b: Buffer) => { output += b.toString(); });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const exitSignal = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
   await waitFor(`driver ${name} listening`, async () => {
     if (child.exitCode !== null) throw new Error(`driver exited ${child.exitCode}: ${output}`);
     return output.includes('shiplog listening') && (await canConnect(socket)) ? true : undefined;
   }, 20_000);
   return {
-    name, socket, stateDir, filesDir, child,
+    name, socket, stateDir, filesDir, child, exited: exitSignal,
     output: () => output,
     stop: async () => {
       if (child.exitCode === null) child.kill('SIGTERM');

@@ -1,5 +1,6 @@
 /**
- * Reliability on the real dockerd: shiplog restarted (SIGTERM) or killed (-9) while containers log,
+ * Reliability on the real dockerd: shiplog restarted (SIGTERM), killed (-9) at random or exactly inside
+ * a chunk (crash points) while containers log,
  * and many short-lived containers. Figures are printed; SHIPLOG_LONG=1 runs the long variants.
  */
 import fs from 'node:fs';
@@ -31,6 +32,34 @@ function counterScript(name: string, n: number, perBatch: number): string {
   return `while [ ! -e /tmp/go ]; do sleep 0.02; done; i=0; while [ $i -lt ${n} ]; do j=0; while [ $j -lt ${perBatch} ] && [ $i -lt ${n} ]; do i=$((i+1)); j=$((j+1)); echo "${name} $i"; done; sleep 0.01; done`;
 }
 
+function fullSpeedScript(name: string, n: number): string {
+  return `while [ ! -e /tmp/go ]; do sleep 0.02; done; seq 1 ${n} | awk '{print "${name} " $1}'`;
+}
+
+/** Bytes of the FIFO frame dockerd writes for a stdout line (length prefix, source, time_nano, line + newline stripped). */
+function fifoFrameBytes(line: string): number {
+  const body = 2 + 6 + 1 + 9 + 1 + 1 + Buffer.byteLength(line);
+  return 4 + body;
+}
+
+/** The runs of `<name> i` (1..n) missing from `got`, as [first, last] pairs. */
+function gapsOf(got: string[], name: string, n: number): [number, number][] {
+  const seen = new Set(got);
+  const gaps: [number, number][] = [];
+  for (let i = 1; i <= n; i++) {
+    if (seen.has(`${name} ${i}`)) continue;
+    const last = gaps[gaps.length - 1];
+    if (last !== undefined && last[1] === i - 1) last[1] = i;
+    else gaps.push([i, i]);
+  }
+  return gaps;
+}
+
+/** The driver's JSON log lines. */
+function logLines(driver: DriverProcess): Record<string, unknown>[] {
+  return driver.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
 function missing(got: string[], name: string, n: number): number[] {
   const seen = new Set(got);
   const out: number[] = [];
@@ -55,35 +84,94 @@ describe('shiplog restarted while containers log', () => {
     expect(sink).toEqual(logs);
   });
 
-  // Paced: the reader is mostly idle at the kill. Full speed: it is almost always processing a chunk
-  // it has taken from the pipe, which only the pending file (journal.ts) keeps from being lost.
-  for (const mode of ['paced', 'full speed'] as const) {
-    it(`kill -9 and start again (${mode}): every line in the store once, the file sink at least once`, async () => {
-      let driver = await start();
-      const name = uniqueName('kill9');
-      const n = mode === 'paced' ? (LONG ? 200_000 : 20_000) : (LONG ? 1_000_000 : 300_000);
-      const script = mode === 'paced' ? counterScript(name, n, 200) : `while [ ! -e /tmp/go ]; do sleep 0.02; done; seq 1 ${n} | awk '{print "${name} " $1}'`;
-      // One file-sink file for all of it (300k JSON lines pass the default 100m rotation size).
-      await dockerOk(['run', '-d', '--name', name, ...LD, '--log-opt', 'file-max-size=1g', IMAGE, 'sh', '-c', script]);
+  // A kill -9 inside the window between taking a chunk from the FIFO and finishing it: a crash point
+  // (src/crash-point.ts) makes shiplog SIGKILL itself there, at the 40th chunk of a full-speed stream.
+  // after-append: the chunk is only in the pending file (without it the chunk was lost). after-store:
+  // its entries are in the store too, the pending file not yet cut (without dropStoredPrefix they
+  // were stored twice).
+  for (const point of ['after-append', 'after-store'] as const) {
+    it(`killed at ${point} of a chunk and started again: every line in the store exactly once, the file sink at least once`, async () => {
+      const crashing = await startDriver({ env: { SHIPLOG_CRASH_AT: `${point}:40` } });
+      const name = uniqueName('crash');
+      const n = 150_000;
+      await dockerOk(['run', '-d', '--name', name, ...LD, '--log-opt', 'file-max-size=1g', IMAGE, 'sh', '-c', fullSpeedScript(name, n)]);
       await dockerOk(['exec', name, 'touch', '/tmp/go']);
-      await waitFor('some lines stored', () => (readFileSink(driver, name).length > 1000 ? true : undefined));
-      driver = await restartOver(driver, 'SIGKILL');
+      expect(await crashing.exited).toBe('SIGKILL');
+      const driver = await start({ stateDir: crashing.stateDir, filesDir: crashing.filesDir });
       await dockerOk(['wait', name]);
       const logs = (await dockerOk(['logs', name])).stdout.split('\n').filter((l) => l !== '');
-      const stored = new Set(logs).size;
-      await waitFor(`the file sink to have every stored line (${stored})`, () => (new Set(readFileSink(driver, name).map((l) => l.message)).size >= stored ? true : undefined), 120_000);
-      const lost = missing(logs, name, n);
-      const sink = readFileSink(driver, name).map((l) => l.message);
-      const sinkLost = missing(sink, name, n);
-      console.log(`[restart kill -9, ${mode}] lines=${n} docker-logs=${logs.length} store-lost=${lost.length} ${JSON.stringify(lost.slice(0, 5))} store-duplicates=${logs.length - new Set(logs).size} file-sink-lost=${sinkLost.length} file-sink-duplicates=${sink.length - new Set(sink).size}`);
-      expect(lost).toEqual([]);
+      const sink = (await waitFor('the file sink to have every line', () => {
+        const lines = readFileSink(driver, name).map((l) => l.message);
+        return new Set(lines).size >= n ? lines : undefined;
+      }, 120_000));
+      const reattached = logLines(driver).find((l) => l.msg === 're-attached to a FIFO from before the restart');
+      const deduped = logLines(driver).find((l) => typeof l.msg === 'string' && l.msg.startsWith('re-attached: entries of the unfinished chunk were already in the store'));
+      console.log(`[crash at ${point}] lines=${n} docker-logs=${logs.length} carryBytes=${String(reattached?.carryBytes)} not-stored-twice=${String(deduped?.entries)} file-sink-duplicates=${sink.length - new Set(sink).size}`);
+      // The crash was inside a chunk: the restarted driver had bytes to finish …
+      expect(Number(reattached?.carryBytes)).toBeGreaterThan(0);
+      // … and after the store write it found them stored already.
+      if (point === 'after-store') expect(Number(deduped?.entries)).toBeGreaterThan(0);
+      else expect(deduped).toBeUndefined();
       expect(logs).toEqual(Array.from({ length: n }, (_, i) => `${name} ${i + 1}`));
-      // The file sink is at least once: a batch written but not yet checkpointed at the kill may
-      // appear twice (at most one batch).
-      expect(sinkLost).toEqual([]);
-      expect(sink.length - new Set(sink).size).toBeLessThanOrEqual(10_000);
+      expect(missing(sink, name, n)).toEqual([]);
     });
   }
+
+  // A kill -9 at random instants, many times in one full-speed stream. A pipe gives each byte once,
+  // so a kill that lands after read() took a chunk and before the pending file has it loses that
+  // chunk, whole: on a loaded machine the reader is often preempted right after read() wakes
+  // dockerd's writer (README, "What a kill -9 can lose"). What is bounded and checked: never a
+  // duplicate in the store, and every gap is one FIFO read at most (≤ 64 KiB of frames), at most one
+  // per kill. The file sink has every stored line (at least once).
+  it('kill -9 ten times while a container logs at full speed: each kill loses at most one FIFO read, the store has no duplicates', async () => {
+    let driver = await start();
+    const name = uniqueName('kill9');
+    const n = 600_000;
+    const kills = 10;
+    // Store and file sink in one file each, so no rotation splits what a restart compares.
+    await dockerOk(['run', '-d', '--name', name, ...LD, '--log-opt', 'max-size=1g', '--log-opt', 'file-max-size=1g', IMAGE, 'sh', '-c', fullSpeedScript(name, n)]);
+    await dockerOk(['exec', name, 'touch', '/tmp/go']);
+    for (let k = 0; k < kills; k++) {
+      // The kill schedule (random instants while the stream runs), not a synchronisation.
+      await new Promise((resolve) => setTimeout(resolve, 100 + Math.random() * 200));
+      driver = await restartOver(driver, 'SIGKILL');
+    }
+    await dockerOk(['wait', name]);
+    const logs = (await dockerOk(['logs', name])).stdout.split('\n').filter((l) => l !== '');
+    const stored = new Set(logs);
+    await waitFor(`the file sink to have every stored line (${stored.size})`, () => (new Set(readFileSink(driver, name).map((l) => l.message)).size >= stored.size ? true : undefined), 120_000);
+    const sink = new Set(readFileSink(driver, name).map((l) => l.message));
+    const gaps = gapsOf(logs, name, n);
+    const gapBytes = gaps.map(([from, to]) => Array.from({ length: to - from + 1 }, (_, i) => fifoFrameBytes(`${name} ${from + i}`)).reduce((a, b) => a + b, 0));
+    console.log(`[kill -9 x${kills}, full speed] lines=${n} docker-logs=${logs.length} store-duplicates=${logs.length - stored.size} gaps=${JSON.stringify(gaps)} gap-bytes=${JSON.stringify(gapBytes)}`);
+    expect(logs.length - stored.size).toBe(0);
+    expect(gaps.length).toBeLessThanOrEqual(kills);
+    for (const bytes of gapBytes) expect(bytes).toBeLessThanOrEqual(65_536);
+    // In order, apart from the gaps.
+    expect(logs).toEqual(Array.from({ length: n }, (_, i) => `${name} ${i + 1}`).filter((l) => stored.has(l)));
+    expect([...stored].filter((l) => !sink.has(l))).toEqual([]);
+  });
+
+  it('kill -9 while a container logs at a steady pace: every line in the store once, the file sink at least once', async () => {
+    let driver = await start();
+    const name = uniqueName('kill9');
+    const n = LONG ? 200_000 : 20_000;
+    await dockerOk(['run', '-d', '--name', name, ...LD, IMAGE, 'sh', '-c', counterScript(name, n, 200)]);
+    await dockerOk(['exec', name, 'touch', '/tmp/go']);
+    await waitFor('some lines stored', () => (readFileSink(driver, name).length > 1000 ? true : undefined));
+    driver = await restartOver(driver, 'SIGKILL');
+    await dockerOk(['wait', name]);
+    const logs = (await dockerOk(['logs', name])).stdout.split('\n').filter((l) => l !== '');
+    const stored = new Set(logs).size;
+    await waitFor(`the file sink to have every stored line (${stored})`, () => (new Set(readFileSink(driver, name).map((l) => l.message)).size >= stored ? true : undefined), 120_000);
+    const sink = readFileSink(driver, name).map((l) => l.message);
+    const gaps = gapsOf(logs, name, n);
+    console.log(`[restart kill -9, paced] lines=${n} docker-logs=${logs.length} gaps=${JSON.stringify(gaps)} file-sink-duplicates=${sink.length - new Set(sink).size}`);
+    // Paced, the reader is idle nearly all the time, so the kill lands outside the read() → pending-file
+    // window (see the test above) and nothing may be lost.
+    expect(logs).toEqual(Array.from({ length: n }, (_, i) => `${name} ${i + 1}`));
+    expect(missing(sink, name, n)).toEqual([]);
+  });
 });
 
 describe('many short-lived containers', () => {
