@@ -103,11 +103,16 @@ export class Driver {
         await this.parts.journal.remove(entry.file);
         continue;
       }
-      const carry = await this.parts.journal.takeCarry(entry.file);
+      const taken = await this.parts.journal.takeCarry(entry.file);
+      const container = entry.info.ContainerID.slice(0, 12);
+      if (taken?.cutShort === true) {
+        this.parts.logger.error({ file: entry.file, container, keptBytes: taken.bytes.length }, 'the last process was killed while saving a chunk read from this FIFO: the rest of that chunk (at most 64 KiB) is lost; resyncing after what was saved');
+      }
       try {
-        await this.openStream(entry.file, normalizeInfo(entry.info), carry !== undefined ? { carry } : { resync: true });
+        const resume: ResumeFrom = taken === undefined ? { resync: true } : taken.cutShort ? { carry: taken.bytes, cutShort: true } : { carry: taken.bytes };
+        await this.openStream(entry.file, normalizeInfo(entry.info), resume);
         attached++;
-        this.parts.logger.info({ file: entry.file, container: entry.info.ContainerID.slice(0, 12), clean: carry !== undefined, carryBytes: carry?.length }, 're-attached to a FIFO from before the restart');
+        this.parts.logger.info({ file: entry.file, container, clean: taken !== undefined && !taken.cutShort, carryBytes: taken?.bytes.length }, 're-attached to a FIFO from before the restart');
       } catch (err) {
         this.parts.logger.error({ file: entry.file, err: (err as Error).message }, 'could not re-attach; forgetting the stream');
         await this.parts.journal.remove(entry.file);
@@ -139,7 +144,8 @@ export class Driver {
     let pending: PendingBytes | undefined;
     try {
       for (const active of options.sinks) runners.push(this.parts.sinks.acquire(active, container));
-      pending = this.parts.journal.openPending(fifo, logger, resume === undefined ? Buffer.alloc(0) : 'carry' in resume ? resume.carry : undefined);
+      // A carry cut short is not written back: its stream resyncs after it, as the file will say.
+      pending = this.parts.journal.openPending(fifo, logger, resume === undefined ? Buffer.alloc(0) : 'carry' in resume && resume.cutShort !== true ? resume.carry : undefined);
       const stream = new LogStream({
         file: fifo, container, store, runners, logger, pending,
         reassembly: { maxBytes: options.core['partial-max-size'], holdMs: options.core['partial-timeout'] },

@@ -62,6 +62,19 @@ export class FrameSplitter {
     this.resyncBuffer = Buffer.alloc(0);
   }
 
+  /**
+   * The rest of the frame read only in part will never come (a crash lost the bytes after it):
+   * drop it, reporting its bytes as skipped, and look for the next frame start.
+   */
+  abandonPartialFrame(): void {
+    const dropped = this.pendingFilled + this.headerFilled;
+    this.pending = undefined;
+    this.pendingFilled = 0;
+    this.headerFilled = 0;
+    if (dropped > 0) this.sink.onResyncSkipped?.(dropped);
+    if (this.resyncBuffer === undefined) this.resyncBuffer = Buffer.alloc(0);
+  }
+
   /** Bytes held back waiting for the rest of a frame. */
   get bufferedBytes(): number {
     return this.pendingFilled + this.headerFilled;

@@ -15,8 +15,21 @@ import type { ContainerInfo } from './container-info.js';
 
 /** First byte of a pending file: what follows is exact (continue with it) … */
 const STATE_EXACT = 1;
-/** … or the reader was looking for a frame start (the next reader must resync). */
+/** … or the reader was looking for a frame start, or rewriting the file (the next reader must resync) … */
 const STATE_RESYNC = 0;
+/**
+ * … or a chunk was being appended: what follows is the stream up to a point inside that chunk, and
+ * the rest of the chunk is lost (a kill stopped the write part-way). The next reader processes the
+ * whole frames, drops the frame cut short and resyncs.
+ */
+const STATE_APPENDING = 2;
+
+/** What an earlier reader left in its pending file. */
+export interface TakenCarry {
+  readonly bytes: Buffer;
+  /** The last append was cut short: after `bytes`' whole frames, the next reader must resync. */
+  readonly cutShort: boolean;
+}
 
 /** What a stream reports to its pending file (tests give their own). */
 export interface PendingBytesLog {
@@ -35,9 +48,14 @@ export interface PendingBytesLog {
  * frame read only in part. After a `kill -9` the next start processes the file's bytes again (the
  * store drops those it already holds, StoreWriter.dropStoredPrefix; sinks get them again with the
  * same ids), then reads on from the FIFO. What no user-space reader can keep: a chunk a kill catches
- * between read() and the append here (README, "What a kill -9 can lose"). Three small writes per FIFO
- * chunk. If a write fails (disk full), the file is removed, and a crash then costs what it did
- * without it: the next reader resyncs.
+ * between read() and the append here (README, "What a kill -9 can lose"). A kill can also stop the
+ * append itself part-way (a 64 KiB write into the page cache can be interrupted by a fatal signal,
+ * e.g. while dirty-page throttling holds it): the state byte says an append was under way, and the
+ * next reader keeps the whole frames, drops the one cut off and resyncs, instead of joining it to
+ * unrelated bytes. A carry rewritten in place is marked "resync" until it is whole. Per FIFO chunk:
+ * three writes to append (state, chunk, state) and one to four to cut back, all but the chunk one byte
+ * or one partial frame. If a write fails (disk full), the file is removed, and a crash then costs what
+ * it did without it: the next reader resyncs.
  */
 export class PendingBytes implements PendingBytesLog {
   private fd: number | undefined;
@@ -48,9 +66,8 @@ export class PendingBytes implements PendingBytesLog {
   constructor(private readonly file: string, private readonly logger: Logger, resume: Buffer | undefined) {
     try {
       this.fd = fs.openSync(file, 'w', 0o600);
-      this.state = resume === undefined ? STATE_RESYNC : STATE_EXACT;
-      fs.writeSync(this.fd, Buffer.of(this.state), 0, 1, 0);
-      if (resume !== undefined && resume.length > 0) fs.writeSync(this.fd, resume, 0, resume.length, 1);
+      this.writeState(resume === undefined ? STATE_RESYNC : STATE_EXACT);
+      if (resume !== undefined && resume.length > 0) this.writeAll(resume, 1);
       this.length = resume?.length ?? 0;
     } catch (err) {
       this.fail(err);
@@ -60,8 +77,12 @@ export class PendingBytes implements PendingBytesLog {
   append(chunk: Buffer): void {
     if (this.fd === undefined) return;
     try {
-      fs.writeSync(this.fd, chunk, 0, chunk.length, 1 + this.length);
+      // A kill can stop a large write part-way: the marker tells the next reader the end may be cut short.
+      const marked = this.state === STATE_EXACT;
+      if (marked) this.writeState(STATE_APPENDING);
+      this.writeAll(chunk, 1 + this.length);
       this.length += chunk.length;
+      if (marked) this.writeState(STATE_EXACT);
     } catch (err) {
       this.fail(err);
     }
@@ -70,16 +91,37 @@ export class PendingBytes implements PendingBytesLog {
   processed(carry: Buffer | undefined): void {
     if (this.fd === undefined) return;
     try {
-      const state = carry === undefined ? STATE_RESYNC : STATE_EXACT;
-      if (state !== this.state) fs.writeSync(this.fd, Buffer.of(state), 0, 1, 0);
-      this.state = state;
-      const keep = carry?.length ?? 0;
-      if (keep > 0) fs.writeSync(this.fd, carry as Buffer, 0, keep, 1);
-      if (keep !== this.length) fs.ftruncateSync(this.fd, 1 + keep);
-      this.length = keep;
+      if (carry === undefined) {
+        if (this.state !== STATE_RESYNC) this.writeState(STATE_RESYNC);
+        if (this.length !== 0) fs.ftruncateSync(this.fd, 1);
+        this.length = 0;
+        return;
+      }
+      if (carry.length === 0) {
+        if (this.length !== 0) fs.ftruncateSync(this.fd, 1);
+      } else {
+        // The carry is rewritten in place: a kill in between must not leave it followed by stale bytes
+        // that pass as exact, so the file says "resync" until it is whole again.
+        if (this.state !== STATE_RESYNC) this.writeState(STATE_RESYNC);
+        this.writeAll(carry, 1);
+        if (carry.length !== this.length) fs.ftruncateSync(this.fd, 1 + carry.length);
+      }
+      if (this.state !== STATE_EXACT) this.writeState(STATE_EXACT);
+      this.length = carry.length;
     } catch (err) {
       this.fail(err);
     }
+  }
+
+  private writeState(state: number): void {
+    this.writeAll(Buffer.of(state), 0);
+    this.state = state;
+  }
+
+  /** One write; a short one (disk full) is an error like a failed one. */
+  private writeAll(bytes: Buffer, position: number): void {
+    const written = fs.writeSync(this.fd as number, bytes, 0, bytes.length, position);
+    if (written !== bytes.length) throw new Error(`short write to the pending file (${written} of ${bytes.length} bytes)`);
   }
 
   close(): void {
@@ -145,15 +187,20 @@ export class StreamJournal {
 
   /**
    * The bytes an earlier process read from the FIFO and did not finish (its pending file, or an
-   * older version's carry); undefined when the next reader must resync (no file, or the earlier
-   * reader was resyncing itself).
+   * older version's carry), with whether its last append was cut short; undefined when the next reader
+   * must resync (no file, or the earlier reader was resyncing itself).
    */
-  async takeCarry(file: string): Promise<Buffer | undefined> {
+  async takeCarry(file: string): Promise<TakenCarry | undefined> {
     const pending = await fs.promises.readFile(this.pendingPath(file)).catch(() => undefined);
     const carry = await fs.promises.readFile(this.carryPath(file)).catch(() => undefined);
     if (carry !== undefined) await fs.promises.rm(this.carryPath(file), { force: true });
-    if (pending !== undefined) return pending.length > 0 && pending[0] === STATE_EXACT ? pending.subarray(1) : undefined;
-    return carry;
+    if (pending !== undefined) {
+      const state = pending[0];
+      if (state === STATE_EXACT) return { bytes: pending.subarray(1), cutShort: false };
+      if (state === STATE_APPENDING) return { bytes: pending.subarray(1), cutShort: true };
+      return undefined;
+    }
+    return carry === undefined ? undefined : { bytes: carry, cutShort: false };
   }
 
   async list(): Promise<JournalEntry[]> {

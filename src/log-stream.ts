@@ -24,8 +24,12 @@ export interface LogStreamStats {
 
 /** How a stream picks up a FIFO another shiplog process was reading (see journal.ts). */
 export type ResumeFrom =
-  /** The bytes the earlier process had read and not finished (its pending file): processed first. */
-  | { readonly carry: Buffer }
+  /**
+   * The bytes the earlier process had read and not finished (its pending file): processed first.
+   * `cutShort`: a kill stopped the write of a chunk to that file, so its rest is lost: after the whole
+   * frames the stream resyncs.
+   */
+  | { readonly carry: Buffer; readonly cutShort?: boolean }
   /** Nothing exact was left: the next bytes may begin inside a frame. */
   | { readonly resync: true };
 
@@ -78,7 +82,10 @@ export class LogStream implements FrameSink {
   async open(): Promise<void> {
     const resume = this.parts.resume;
     // Already in the pending file (it was opened with them): processed, not appended again.
-    if (resume !== undefined && 'carry' in resume) this.process(resume.carry, true);
+    if (resume !== undefined && 'carry' in resume) {
+      this.process(resume.carry, true);
+      if (resume.cutShort === true) this.splitter.abandonPartialFrame();
+    }
     const { socket, initial, writerGone } = await openFifo(this.parts.file);
     if (initial !== undefined) this.onChunk(initial);
     if (socket === undefined || writerGone) {

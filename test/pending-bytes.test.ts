@@ -31,7 +31,7 @@ describe('PendingBytes', () => {
     const journal = new StreamJournal(dir);
     await journal.init();
     const p = journal.openPending('/run/docker/logging/abc', silent, Buffer.from('carry'));
-    expect(await journal.takeCarry('/run/docker/logging/abc')).toEqual(Buffer.from('carry'));
+    expect(await journal.takeCarry('/run/docker/logging/abc')).toEqual({ bytes: Buffer.from('carry'), cutShort: false });
     p.processed(undefined);
     expect(await journal.takeCarry('/run/docker/logging/abc')).toBeUndefined();
     p.close();
@@ -39,6 +39,34 @@ describe('PendingBytes', () => {
     const resyncing = journal.openPending('/run/docker/logging/def', silent, undefined);
     expect(await journal.takeCarry('/run/docker/logging/def')).toBeUndefined();
     resyncing.close();
+  });
+
+  it('marks an append under way, so a write a kill cut short is known as such', async () => {
+    const dir = tmp();
+    const journal = new StreamJournal(dir);
+    await journal.init();
+    const fifo = '/run/docker/logging/ghi';
+    const p = journal.openPending(fifo, silent, Buffer.alloc(0));
+    const seen: number[] = [];
+    const file = path.join(dir, 'ghi.pending');
+    // The state byte as the chunk's own write finds it.
+    const write = fs.writeSync;
+    const spy = (fd: number, buf: NodeJS.ArrayBufferView, ...rest: unknown[]): number => {
+      if ((buf as Buffer).length > 1) seen.push(fs.readFileSync(file)[0] as number);
+      return (write as (...a: unknown[]) => number)(fd, buf, ...rest);
+    };
+    (fs as { writeSync: unknown }).writeSync = spy;
+    try {
+      p.append(Buffer.from('chunk-1'));
+    } finally {
+      (fs as { writeSync: unknown }).writeSync = write;
+    }
+    expect(seen).toEqual([2]);
+    expect(fs.readFileSync(file)).toEqual(Buffer.from('\x01chunk-1', 'latin1')); // exact again once written
+    p.close();
+    // What a kill during that write leaves: the marker and part of the chunk.
+    fs.writeFileSync(file, Buffer.from('\x02chu', 'latin1'));
+    expect(await journal.takeCarry(fifo)).toEqual({ bytes: Buffer.from('chu'), cutShort: true });
   });
 
   it('a file that cannot be written is removed (a stale one would be replayed wrongly) and the error logged', () => {

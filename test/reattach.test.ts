@@ -105,6 +105,18 @@ describe('re-attach after a restart', () => {
     expect(fs.readdirSync(path.join(a.dir, 'state/streams'))).toEqual([]);
   });
 
+  it('after a kill -9 that cut the write of a chunk to the pending file short, keeps the whole frames saved, drops the frame cut off and resyncs: nothing garbled', async () => {
+    const { a, fifo, all, cut, frames, pendingFile } = await firstRun();
+    // The killed process had read frames 4..7 as one chunk (the half-read frame 4 was already in the
+    // file) and was stopped after writing part of it: frames 4 and 5 whole, frame 6 in part.
+    const start = cut - 5;
+    const chunkEnd = start + frames.slice(4, 8).reduce((n, f) => n + f.length, 0);
+    const savedTo = start + frames[4]!.length + frames[5]!.length + 7;
+    fs.writeFileSync(pendingFile, Buffer.concat([Buffer.of(2), all.subarray(start, savedTo)]));
+    fifo.write(all.subarray(chunkEnd)); // the pipe holds only what follows the chunk
+    expect(await secondRun(a.dir, fifo, 8)).toEqual(Array.from({ length: 10 }, (_, i) => `line${i}\n`).filter((l) => l !== 'line6\n' && l !== 'line7\n'));
+  });
+
   it('without a pending file (an older version crashed, or it could not be written), skips to the next frame start and loses only that entry', async () => {
     const { a, fifo, all, cut, pendingFile } = await firstRun();
     fs.rmSync(pendingFile);
