@@ -5,7 +5,7 @@ import { settingsTable } from '../dist/src/settings.js';
 import { sinkDefinitions } from '../dist/sinks/index.js';
 import { envNameFor, plainEnvName } from '../dist/src/option-table.js';
 
-const row = (key, spec, withEnv) => `| \`${key}\` | ${spec.default === '' ? '(unset)' : `\`${spec.default}\``} | ${spec.kind} | ${spec.doc}${withEnv ? ` (default from \`${envNameFor(key)}\`)` : ''} |`;
+const row = (key, spec, withEnv) => `| \`${key}\` | ${spec.default === '' ? '(unset)' : `\`${spec.default}\``} | ${spec.kind.replaceAll('|', '\\|')} | ${spec.doc}${withEnv ? ` (default from \`${envNameFor(key)}\`)` : ''} |`;
 const table = (t, withEnv) => ['| option | default | kind | meaning |', '| --- | --- | --- | --- |', ...Object.entries(t).map(([k, s]) => row(k, s, withEnv))].join('\n');
 
 console.log('### Core log-opts\n');
@@ -16,4 +16,4 @@ for (const d of sinkDefinitions) {
 }
 console.log('\n### Plugin settings (environment)\n');
 console.log(['| variable | default | kind | meaning |', '| --- | --- | --- | --- |',
-  ...Object.entries(settingsTable).map(([k, s]) => `| \`${plainEnvName(k)}\` | ${s.default === '' ? '(unset)' : `\`${s.default}\``} | ${s.kind} | ${s.doc} |`)].join('\n'));
+  ...Object.entries(settingsTable).map(([k, s]) => `| \`${plainEnvName(k)}\` | ${s.default === '' ? '(unset)' : `\`${s.default}\``} | ${s.kind.replaceAll('|', '\\|')} | ${s.doc} |`)].join('\n'));

@@ -120,6 +120,50 @@ describe('file sink: JSON lines', () => {
   });
 });
 
+describe('file sink: file-format=json-file (Docker json-file lines)', () => {
+  it('writes json-file\'s fields in its order and its escaping: log with the newline, stream, attrs (sorted) only when present, time as Go RFC3339Nano', async () => {
+    const withAttrs: ContainerMeta = { ...container, name: 'attrs', attrs: { team: 'a"b', app: 'x' } };
+    const { sink, file } = openSink({ 'file-format': 'json-file' });
+    const other = openSink({ 'file-format': 'json-file' }, withAttrs);
+    await sink.write(batchOf(sink, [
+      record('hello'),
+      record('say "hi"\tnow é <b>&', 1, { source: 'stderr' }),
+      record('', 2),
+    ]));
+    await other.sink.write(batchOf(other.sink, [record('x', 0, { container: withAttrs })]));
+    await sink.close();
+    await other.sink.close();
+    expect(read(file)).toBe(
+      '{"log":"hello\\n","stream":"stdout","time":"2026-11-23T16:43:53.042059423Z"}\n'
+      + '{"log":"say \\"hi\\"\\u0009now é \\u003cb\\u003e\\u0026\\n","stream":"stderr","time":"2026-11-23T16:43:53.042059424Z"}\n'
+      + '{"log":"\\n","stream":"stdout","time":"2026-11-23T16:43:53.042059425Z"}\n',
+    );
+    expect(read(other.file)).toBe('{"log":"x\\n","stream":"stdout","attrs":{"app":"x","team":"a\\"b"},"time":"2026-11-23T16:43:53.042059423Z"}\n');
+  });
+
+  it('trims the time\'s trailing zeros, and drops the fraction when it is zero, as Go does', async () => {
+    const { sink, file } = openSink({ 'file-format': 'json-file' });
+    const at = (ns: bigint) => record('t', 0, { timeNano: bigIntToParts(ns) });
+    await sink.write(batchOf(sink, [at(1795452233120000000n), at(1795452233000000000n), at(1795452233000000001n)]));
+    await sink.close();
+    expect(read(file).split('\n').filter((l) => l !== '').map((l) => (JSON.parse(l) as { time: string }).time)).toEqual([
+      '2026-11-23T16:43:53.12Z', '2026-11-23T16:43:53Z', '2026-11-23T16:43:53.000000001Z',
+    ]);
+  });
+
+  it('writes lines that are not printable ASCII as JSON.stringify would, with the newline json-file adds', async () => {
+    const { sink, file } = openSink({ 'file-format': 'json-file' });
+    const line = Buffer.from([0x61, 0xff, 0x0d, 0x62]); // invalid UTF-8 and a carriage return
+    await sink.write(batchOf(sink, [record('', 0, { line })]));
+    await sink.close();
+    expect((JSON.parse(read(file)) as { log: string }).log).toBe(`${line.toString('utf8')}\n`);
+  });
+
+  it('is refused with a message naming the option for any other value', () => {
+    expect(() => parseTable(fileOptions, { 'file-format': 'xml' }, {})).toThrow(/invalid log-opt "file-format": "xml" is not one of json, json-file/);
+  });
+});
+
 describe('file sink: a file left by a crash', () => {
   it('cuts a torn last line (a write stopped part-way by SIGKILL) before appending, so no line is glued to another', async () => {
     const first = openSink();
@@ -362,6 +406,7 @@ describe('file sink: options', () => {
     expect(opts['file-max-file']).toBe(5);
     expect(opts['file-mode']).toBe(0o640);
     expect(opts['file-fsync']).toBe(false);
+    expect(opts['file-format']).toBe('json');
   });
 
   it('has the batch limits of the brief', () => {

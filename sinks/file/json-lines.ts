@@ -30,13 +30,18 @@ const TRUNCATED = Buffer.from('"truncated":true,');
 const MESSAGE_OPEN = Buffer.from('"message":');
 const LINE_CLOSE = Buffer.from('}\n');
 
+/** Turns a record into the bytes of its line in the file, newline included. */
+export interface LineEncoder {
+  write(record: LogRecord, out: EntryWriter): void;
+}
+
 /**
  * Writes bytes, not strings, where it can: the constant parts are pre-encoded (the container part once
  * per ContainerMeta), and a message that is plain printable ASCII (most log lines) is copied from the
  * record's bytes; any other message takes JSON.stringify of its UTF-8 text. The output is the same
  * either way.
  */
-export class JsonLinesEncoder {
+export class JsonLinesEncoder implements LineEncoder {
   private readonly containerParts = new WeakMap<ContainerMeta, Buffer>();
   private lastContainer: ContainerMeta | undefined;
   private lastPart: Buffer = Buffer.alloc(0);

@@ -2,6 +2,8 @@
  * The driver end to end on a real dockerd: `docker run --log-driver`, the file sink, and `docker logs`
  * with its flags, served by shiplog's ReadLogs.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DRIVER_NAME, type DriverProcess, IMAGE, docker, dockerOk, readFileSink, startDriver, uniqueName, waitFor, waitForFileSink } from './harness.js';
 
@@ -40,6 +42,23 @@ describe('docker run --log-driver shiplog', () => {
       expect(l.attrs).toEqual({ team: 'core' });
       expect(l.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/);
     }
+  });
+
+  it('file-format=json-file writes the lines Docker\'s json-file driver writes for the same output (times aside)', async () => {
+    const script = 'printf "plain\\n"; printf "tab\\there \\"q\\" \\303\\251 back\\\\slash\\n"; printf "err\\n" >&2; printf "\\n"; printf "<a&b>\\n"; printf "last\\n"';
+    const opts = ['--label', 'team=core', '--log-opt', 'labels=team'];
+    const reference = uniqueName('jsonfile');
+    await dockerOk(['run', '--name', reference, '--log-driver', 'json-file', ...opts, IMAGE, 'sh', '-c', script]);
+    const logPath = (await dockerOk(['inspect', '-f', '{{.LogPath}}', reference])).stdout.trim();
+    const expected = fs.readFileSync(logPath, 'utf8').split('\n').filter((l) => l !== '');
+    const name = await runToEnd(script, [...opts, '--log-opt', 'file-format=json-file']);
+    await waitForFileSink(driver, name, expected.length);
+    const got = fs.readFileSync(path.join(driver.filesDir, `${name}.log`), 'utf8').split('\n').filter((l) => l !== '');
+    // Same bytes once the time is set aside (stdout and stderr are copied separately: compare as sets).
+    const timeless = (l: string) => l.replace(/,"time":"[^"]*"\}$/, '}');
+    expect(got.map(timeless).sort()).toEqual(expected.map(timeless).sort());
+    expect(expected.map(timeless)).toContain('{"log":"plain\\n","stream":"stdout","attrs":{"team":"core"}}');
+    for (const l of got) expect(l).toMatch(/,"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d*[1-9])?Z"\}$/);
   });
 
   it('serves docker logs byte for byte, stdout and stderr on their own streams', async () => {
