@@ -58,6 +58,8 @@ export const DRIVERS = {
   // The core alone (FIFO → decode → local store, no sink): separates the core's cost from the sinks'.
   'shiplog-store': { label: 'shiplog (store only, sinks=none)', plugin: 'shiplog', storeOnly: true, args: ['--log-driver', SHIPLOG_NAME, '--log-opt', 'sinks=none'] },
   shiplog: { label: 'shiplog (file sink)', plugin: 'shiplog', args: ['--log-driver', SHIPLOG_NAME] },
+  // The file sink writing Docker's json-file lines (no container fields per line): what bytes per line cost.
+  'shiplog-jsonfile': { label: 'shiplog (file sink, file-format=json-file)', plugin: 'shiplog', args: ['--log-driver', SHIPLOG_NAME, '--log-opt', 'file-format=json-file'] },
   'shiplog-es': { label: 'shiplog (ES sink, fake-es)', plugin: 'shiplog', es: true, args: ['--log-driver', SHIPLOG_NAME, '--log-opt', 'sinks=elasticsearch'] },
 };
 

@@ -11,7 +11,7 @@
  *
  * Flags: --quick, --reps N, --scale F (e2e sizes), --store-mb N (docker logs store), --only LIST
  * (e2e,logs,micro,profile), --workloads LIST (short,200b,40k,many), --drivers LIST
- * (none,local,json-file,null,shiplog,shiplog-es), --out FILE (default BENCHMARKS.md; quick runs
+ * (none,local,json-file,null,shiplog-store,shiplog,shiplog-jsonfile,shiplog-es), --out FILE (default BENCHMARKS.md; quick runs
  * default to /tmp/sl-bench/BENCHMARKS.quick.md), --keep-dockerd (leave the private dockerd running),
  * --shiplog-node-args "ARGS" and --shiplog-env K=V,K=V (shiplog's node flags and environment in the
  * end-to-end runs, for before/after experiments such as a V8 heap flag or SINK_QUEUE_SIZE), --app DIR
