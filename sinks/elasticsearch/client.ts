@@ -5,6 +5,7 @@
  * that a host shipping only to files never needs.
  */
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import type { ConnectionOptions as TlsOptions } from 'node:tls';
 import type { Client, ClientOptions } from '@elastic/elasticsearch';
 import { OptionError } from '../../src/option-table.js';
@@ -71,20 +72,41 @@ export interface LazyClient {
   close(): Promise<void>;
 }
 
+type ClientClass = new (options: ClientOptions) => Client;
+
+const requireCjs = createRequire(import.meta.url);
+
+/**
+ * The library's Client class, loaded with require(): it is CommonJS, and `import()` of it once (of
+ * ~20 busy 20-container benchmark runs) resolved to a namespace whose `Client` was not a constructor,
+ * which then failed every send of that process ("lib.Client is not a constructor"). require() hands
+ * back module.exports itself.
+ */
+export function loadClientClass(): ClientClass {
+  const lib = requireCjs('@elastic/elasticsearch') as { Client?: unknown };
+  if (typeof lib.Client !== 'function') throw new Error(`@elastic/elasticsearch has no Client class (got ${typeof lib.Client})`);
+  return lib.Client as ClientClass;
+}
+
 /**
  * The options are checked (PEM files read) now, so a bad es-ca fails StartLogging with its name;
- * the library is imported, and the client made, when the sink first talks to Elasticsearch.
+ * the library is loaded, and the client made, when the sink first talks to Elasticsearch. A load
+ * that fails is tried again by the next request (the sink retries it like any failed send) instead
+ * of failing every later one.
  */
-export function createClient(o: ElasticsearchOptions): LazyClient {
+export function createClient(o: ElasticsearchOptions, load: () => ClientClass = loadClientClass): LazyClient {
   const options = clientOptions(o);
-  let client: Promise<Client> | undefined;
+  let client: Client | undefined;
   return {
-    get: () => {
-      client ??= import('@elastic/elasticsearch').then((lib) => new lib.Client(options));
+    get: async () => {
+      if (client === undefined) {
+        const ClientClass = load();
+        client = new ClientClass(options);
+      }
       return client;
     },
     close: async () => {
-      if (client !== undefined) await (await client).close();
+      if (client !== undefined) await client.close();
     },
   };
 }
