@@ -36,27 +36,45 @@ export function splitSeconds(t: Int64Parts): { seconds: number; nanos: number } 
   return { seconds, nanos };
 }
 
-/** `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`: 30 bytes, rewritten in place (the prefix only when the second changes). */
-const stamp = Buffer.from('0000-00-00T00:00:00.000000000Z', 'latin1');
-let stampSecond = Number.NaN;
+/**
+ * RFC 3339 times with nine fractional digits, UTC (`2026-11-24T18:29:56.123456789Z`, 30 bytes), as
+ * Go's RFC3339Nano pads them, written into one place of a buffer an encoder reuses: the date part is
+ * rewritten only when the second changes, the digits every time.
+ */
+export class Rfc3339NanoSlot {
+  private second = Number.NaN;
+
+  constructor(readonly buf: Buffer, private readonly at: number) {
+    buf.write('0000-00-00T00:00:00.000000000Z', at, 'latin1');
+  }
+
+  set(t: Int64Parts): void {
+    const { seconds, nanos } = splitSeconds(t);
+    const at = this.at;
+    if (seconds !== this.second) {
+      this.second = seconds;
+      this.buf.write(new Date(seconds * 1000).toISOString().slice(0, 19), at, 'latin1');
+    }
+    let n = nanos;
+    for (let i = at + 28; i >= at + 20; i--) {
+      this.buf[i] = 0x30 + (n % 10);
+      n = Math.floor(n / 10);
+    }
+    // Also every time: an encoder may have written over them after the last call (json-file trims).
+    this.buf[at + 19] = 0x2e; // .
+    this.buf[at + 29] = 0x5a; // Z
+  }
+}
+
+const shared = new Rfc3339NanoSlot(Buffer.alloc(30), 0);
 
 /**
- * RFC 3339 with nine fractional digits, UTC (`2026-11-24T18:29:56.123456789Z`), as Go's RFC3339Nano
- * pads it, as bytes, for encoders writing into a buffer: the returned buffer is reused by the next
- * call, so copy it before calling again.
+ * RFC 3339 with nine fractional digits, UTC, as bytes, for encoders writing into a buffer: the
+ * returned buffer is reused by the next call, so copy it before calling again.
  */
 export function rfc3339NanoBytes(t: Int64Parts): Buffer {
-  const { seconds, nanos } = splitSeconds(t);
-  if (seconds !== stampSecond) {
-    stampSecond = seconds;
-    stamp.write(new Date(seconds * 1000).toISOString().slice(0, 19), 0, 'latin1');
-  }
-  let n = nanos;
-  for (let i = 28; i >= 20; i--) {
-    stamp[i] = 0x30 + (n % 10);
-    n = Math.floor(n / 10);
-  }
-  return stamp;
+  shared.set(t);
+  return shared.buf;
 }
 
 /** rfc3339NanoBytes as text. */

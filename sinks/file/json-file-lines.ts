@@ -12,17 +12,16 @@
  */
 import { dockerJsonStringBody, isPlainDockerJsonText } from '../json-bytes.js';
 import type { ContainerMeta, EntryWriter, LogRecord } from '../sink.js';
-import { rfc3339NanoBytes } from '../../src/time.js';
+import { Rfc3339NanoSlot } from '../../src/time.js';
 import type { LineEncoder } from './json-lines.js';
 
 const LOG_OPEN = Buffer.from('{"log":"');
-const NEWLINE = Buffer.from('\\n"');
 const TIME_CLOSE = Buffer.from('Z"}\n');
-/** Index of the first fractional digit and of the `Z` in rfc3339NanoBytes' 30 bytes. */
+/** Index of the first fractional digit and of the `Z` in the time's 30 bytes. */
 const FRACTION_START = 20;
 const ZONE_AT = 29;
 
-/** `,"stream":"<source>","attrs":{…},"time":"` for one container and source. */
+/** `\n","stream":"<source>","attrs":{…},"time":"` for one container and source: what follows the line. */
 interface ContainerParts {
   readonly stdout: Buffer;
   readonly stderr: Buffer;
@@ -31,23 +30,26 @@ interface ContainerParts {
 
 export class JsonFileEncoder implements LineEncoder {
   private readonly parts = new WeakMap<ContainerMeta, ContainerParts>();
+  /** The time's 30 bytes and room for `Z"}\n` after its last significant digit. */
+  private readonly time = new Rfc3339NanoSlot(Buffer.alloc(ZONE_AT + TIME_CLOSE.length), 0);
 
   write(record: LogRecord, out: EntryWriter): void {
     const line = record.line;
     out.bytes(LOG_OPEN);
     if (isPlainDockerJsonText(line)) out.bytes(line);
     else out.text(dockerJsonStringBody(line.toString('utf8')));
-    out.bytes(NEWLINE);
     const parts = this.partsOf(record.container);
     if (record.source === 'stdout') out.bytes(parts.stdout);
     else if (record.source === 'stderr') out.bytes(parts.stderr);
-    else out.text(`,"stream":${JSON.stringify(record.source)},${parts.attrs}"time":"`);
-    const stamp = rfc3339NanoBytes(record.timeNano);
+    else out.text(`\\n","stream":${JSON.stringify(record.source)},${parts.attrs}"time":"`);
+    this.time.set(record.timeNano);
+    const stamp = this.time.buf;
     let end = ZONE_AT;
     while (end > FRACTION_START && stamp[end - 1] === 0x30) end--;
     // All nine digits zero: Go prints no fraction at all (and no dot).
-    out.bytes(stamp.subarray(0, end === FRACTION_START ? FRACTION_START - 1 : end));
-    out.bytes(TIME_CLOSE);
+    if (end === FRACTION_START) end--;
+    TIME_CLOSE.copy(stamp, end);
+    out.bytes(stamp.subarray(0, end + TIME_CLOSE.length));
   }
 
   private partsOf(container: ContainerMeta): ContainerParts {
@@ -58,8 +60,8 @@ export class JsonFileEncoder implements LineEncoder {
       const attrs = keys.length === 0 ? ''
         : `"attrs":{${keys.map((k) => `"${dockerJsonStringBody(k)}":"${dockerJsonStringBody(container.attrs[k] ?? '')}"`).join(',')}},`;
       parts = {
-        stdout: Buffer.from(`,"stream":"stdout",${attrs}"time":"`),
-        stderr: Buffer.from(`,"stream":"stderr",${attrs}"time":"`),
+        stdout: Buffer.from(`\\n","stream":"stdout",${attrs}"time":"`),
+        stderr: Buffer.from(`\\n","stream":"stderr",${attrs}"time":"`),
         attrs,
       };
       this.parts.set(container, parts);

@@ -12,8 +12,8 @@
  * that batch the file must be rotated.
  */
 import { collectText, type ContainerMeta, type EncodedBatch, type EntryWriter, type LogRecord } from '../sink.js';
-import { writeJsonString } from '../json-bytes.js';
-import { rfc3339NanoBytes } from '../../src/time.js';
+import { isPlainJsonText, writeJsonString } from '../json-bytes.js';
+import { Rfc3339NanoSlot } from '../../src/time.js';
 
 /** Where a rotation must happen: before entry `record`, which starts at byte `offset` of batch.bytes. */
 export interface RotationCut {
@@ -29,6 +29,17 @@ const SOURCE: Readonly<Record<string, Buffer>> = {
 const TRUNCATED = Buffer.from('"truncated":true,');
 const MESSAGE_OPEN = Buffer.from('"message":');
 const LINE_CLOSE = Buffer.from('}\n');
+const QUOTE = Buffer.from('"');
+const PLAIN_CLOSE = Buffer.from('"}\n');
+/** Bytes of rfc3339NanoBytes' output. */
+const TIME_BYTES = 30;
+
+/** A container's pre-encoded part, alone and with the source before it and `"message":"` after it. */
+interface ContainerParts {
+  readonly container: Buffer;
+  readonly stdout: Buffer;
+  readonly stderr: Buffer;
+}
 
 /** Turns a record into the bytes of its line in the file, newline included. */
 export interface LineEncoder {
@@ -42,18 +53,29 @@ export interface LineEncoder {
  * either way.
  */
 export class JsonLinesEncoder implements LineEncoder {
-  private readonly containerParts = new WeakMap<ContainerMeta, Buffer>();
+  private readonly containerParts = new WeakMap<ContainerMeta, ContainerParts>();
   private lastContainer: ContainerMeta | undefined;
-  private lastPart: Buffer = Buffer.alloc(0);
+  private lastParts: ContainerParts | undefined;
+  /** `{"time":"` and the 30 bytes of the time, rewritten per line. */
+  private readonly time = new Rfc3339NanoSlot(Buffer.concat([TIME_OPEN, Buffer.alloc(TIME_BYTES)]), TIME_OPEN.length);
 
   /** Writes one record as a JSON line, newline included. */
   write(record: LogRecord, out: EntryWriter): void {
-    out.bytes(TIME_OPEN);
-    out.bytes(rfc3339NanoBytes(record.timeNano));
+    this.time.set(record.timeNano);
+    out.bytes(this.time.buf);
+    const parts = this.partsOf(record.container);
+    const tail = record.truncated ? undefined : record.source === 'stdout' ? parts.stdout : record.source === 'stderr' ? parts.stderr : undefined;
+    if (tail !== undefined && isPlainJsonText(record.line)) {
+      // The common case in four copies: head, `","source":…,<container>"message":"`, the line, `"}\n`.
+      out.bytes(tail);
+      out.bytes(record.line);
+      out.bytes(PLAIN_CLOSE);
+      return;
+    }
     const source = SOURCE[record.source];
     if (source !== undefined) out.bytes(source);
     else out.text(`","source":${JSON.stringify(record.source)},`);
-    out.bytes(this.containerPart(record.container));
+    out.bytes(parts.container);
     if (record.truncated) out.bytes(TRUNCATED);
     out.bytes(MESSAGE_OPEN);
     writeJsonString(record.line, out);
@@ -65,16 +87,22 @@ export class JsonLinesEncoder implements LineEncoder {
     return collectText((out) => this.write(record, out));
   }
 
-  private containerPart(container: ContainerMeta): Buffer {
-    if (container === this.lastContainer) return this.lastPart;
-    let part = this.containerParts.get(container);
-    if (part === undefined) {
-      part = Buffer.from(stringifyContainer(container));
-      this.containerParts.set(container, part);
+  private partsOf(container: ContainerMeta): ContainerParts {
+    if (container === this.lastContainer && this.lastParts !== undefined) return this.lastParts;
+    let parts = this.containerParts.get(container);
+    if (parts === undefined) {
+      const part = Buffer.from(stringifyContainer(container));
+      const open = Buffer.concat([MESSAGE_OPEN, QUOTE]);
+      parts = {
+        container: part,
+        stdout: Buffer.concat([SOURCE['stdout'] as Buffer, part, open]),
+        stderr: Buffer.concat([SOURCE['stderr'] as Buffer, part, open]),
+      };
+      this.containerParts.set(container, parts);
     }
     this.lastContainer = container;
-    this.lastPart = part;
-    return part;
+    this.lastParts = parts;
+    return parts;
   }
 }
 
