@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { inject } from 'vitest';
+import { expect, inject } from 'vitest';
 
 export const root = path.resolve(import.meta.dirname, '../..');
 export const IMAGE = 'shiplog-test/busybox';
@@ -165,4 +165,22 @@ let counter = 0;
 export function uniqueName(prefix: string): string {
   counter++;
   return `${prefix}-${process.pid}-${counter}`;
+}
+
+/** Bytes of the FIFO frame dockerd writes for a stdout line (length prefix, source, time_nano, line; newline stripped). */
+export function fifoFrameBytes(line: string): number {
+  return 4 + 2 + 6 + 1 + 9 + 1 + 1 + Buffer.byteLength(line);
+}
+
+/**
+ * What one `kill -9` may cost docker logs (README, "What a kill -9 can lose"): nothing, or the one
+ * FIFO read the reader had taken from the pipe and not yet saved — a single run of consecutive
+ * lines, at most 64 KiB of frames. `missing` holds line numbers of `<name> <i>`, ascending.
+ */
+export function expectAtMostOneFifoRead(missing: readonly number[], name: string): void {
+  if (missing.length === 0) return;
+  const first = missing[0] as number;
+  expect(missing, 'one run of consecutive lines').toEqual(missing.map((_, k) => first + k));
+  const bytes = missing.reduce((sum, i) => sum + fifoFrameBytes(`${name} ${i}`), 0);
+  expect(bytes, 'at most one 64 KiB FIFO read').toBeLessThanOrEqual(65_536);
 }

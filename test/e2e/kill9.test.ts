@@ -16,7 +16,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { type FakeEs, startFakeEs } from '../support/fake-es.js';
-import { DRIVER_NAME, type DriverProcess, IMAGE, docker, dockerOk, readFileSink, startDriver, uniqueName, waitFor } from './harness.js';
+import { DRIVER_NAME, type DriverProcess, IMAGE, docker, dockerOk, expectAtMostOneFifoRead, readFileSink, startDriver, uniqueName, waitFor } from './harness.js';
 
 const LONG = process.env.SHIPLOG_LONG === '1';
 const LD = ['--log-driver', DRIVER_NAME];
@@ -73,7 +73,7 @@ async function settled(probe: () => string[], count: number, timeoutMs = 120_000
 }
 
 describe('kill -9 of shiplog under load, restarted over the same state directory', () => {
-  it('Elasticsearch ends with every line exactly once, docker logs too, the file sink has every line at least once', async () => {
+  it('Elasticsearch ends with every stored line exactly once, docker logs has every line once but at most the FIFO read in flight, the file sink every stored line', async () => {
     es = await startFakeEs();
     // Until the kill, Elasticsearch stores each bulk request at once but answers it 200 ms later: at the
     // kill, batches are stored and not acknowledged, and the restarted shiplog sends them again.
@@ -125,8 +125,9 @@ describe('kill -9 of shiplog under load, restarted over the same state directory
 
     expect(atKill.es).toBeLessThan(n); // killed mid-stream
     expect(recovered).not.toBe('0');
-    // docker logs: complete, in order, no duplicates.
-    expect(store.missing).toEqual([]);
+    // docker logs: in order, no duplicates, and complete but for at most the FIFO read the kill may
+    // have caught between read() and the pending file (paced, that is rare: one 200-line batch).
+    expectAtMostOneFifoRead(store.missing, name);
     expect(store.duplicates).toBe(0);
     expect(logs).toEqual(Array.from({ length: n }, (_, i) => `${name} ${i + 1}`).filter((_, i) => !store.missing.includes(i + 1)));
     // Elasticsearch: exactly once, by content and by id; it misses only what the store misses.

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DRIVER_NAME, type DriverProcess, IMAGE, dockerOk, readFileSink, startDriver, uniqueName, waitFor, waitForFileSink } from './harness.js';
+import { DRIVER_NAME, type DriverProcess, IMAGE, dockerOk, expectAtMostOneFifoRead, fifoFrameBytes, readFileSink, startDriver, uniqueName, waitFor, waitForFileSink } from './harness.js';
 
 const LONG = process.env.SHIPLOG_LONG === '1';
 const LD = ['--log-driver', DRIVER_NAME];
@@ -36,11 +36,6 @@ function fullSpeedScript(name: string, n: number): string {
   return `while [ ! -e /tmp/go ]; do sleep 0.02; done; seq 1 ${n} | awk '{print "${name} " $1}'`;
 }
 
-/** Bytes of the FIFO frame dockerd writes for a stdout line (length prefix, source, time_nano, line + newline stripped). */
-function fifoFrameBytes(line: string): number {
-  const body = 2 + 6 + 1 + 9 + 1 + 1 + Buffer.byteLength(line);
-  return 4 + body;
-}
 
 /** The runs of `<name> i` (1..n) missing from `got`, as [first, last] pairs. */
 function gapsOf(got: string[], name: string, n: number): [number, number][] {
@@ -152,7 +147,7 @@ describe('shiplog restarted while containers log', () => {
     expect([...stored].filter((l) => !sink.has(l))).toEqual([]);
   });
 
-  it('kill -9 while a container logs at a steady pace: every line in the store once, the file sink at least once', async () => {
+  it('kill -9 while a container logs at a steady pace: the store has every line once but at most the FIFO read in flight, the file sink every stored line', async () => {
     let driver = await start();
     const name = uniqueName('kill9');
     const n = LONG ? 200_000 : 20_000;
@@ -167,10 +162,12 @@ describe('shiplog restarted while containers log', () => {
     const sink = readFileSink(driver, name).map((l) => l.message);
     const gaps = gapsOf(logs, name, n);
     console.log(`[restart kill -9, paced] lines=${n} docker-logs=${logs.length} gaps=${JSON.stringify(gaps)} file-sink-duplicates=${sink.length - new Set(sink).size}`);
-    // Paced, the reader is idle nearly all the time, so the kill lands outside the read() → pending-file
-    // window (see the test above) and nothing may be lost.
-    expect(logs).toEqual(Array.from({ length: n }, (_, i) => `${name} ${i + 1}`));
-    expect(missing(sink, name, n)).toEqual([]);
+    // Paced, the reader is idle nearly all the time, so the kill rarely lands in the read() →
+    // pending-file window (see the test above); if it does, it costs that one read, nothing else.
+    const lost = missing(logs, name, n);
+    expectAtMostOneFifoRead(lost, name);
+    expect(logs).toEqual(Array.from({ length: n }, (_, i) => `${name} ${i + 1}`).filter((_, i) => !lost.includes(i + 1)));
+    expect(missing(sink, name, n)).toEqual(lost);
   });
 });
 
