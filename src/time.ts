@@ -36,6 +36,9 @@ export function splitSeconds(t: Int64Parts): { seconds: number; nanos: number } 
   return { seconds, nanos };
 }
 
+/** Bytes of an RFC 3339 time with nine fractional digits: `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`. */
+export const RFC3339_NANO_BYTES = 30;
+
 /**
  * RFC 3339 times with nine fractional digits, UTC (`2026-11-24T18:29:56.123456789Z`, 30 bytes), as
  * Go's RFC3339Nano pads them, written into one place of a buffer an encoder reuses: the date part is
@@ -66,7 +69,7 @@ export class Rfc3339NanoSlot {
   }
 }
 
-const shared = new Rfc3339NanoSlot(Buffer.alloc(30), 0);
+const shared = new Rfc3339NanoSlot(Buffer.alloc(RFC3339_NANO_BYTES), 0);
 
 /**
  * RFC 3339 with nine fractional digits, UTC, as bytes, for encoders writing into a buffer: the

@@ -12,14 +12,14 @@
  */
 import { dockerJsonStringBody, isPlainDockerJsonText } from '../json-bytes.js';
 import type { ContainerMeta, EntryWriter, LogRecord } from '../sink.js';
-import { Rfc3339NanoSlot } from '../../src/time.js';
+import { RFC3339_NANO_BYTES, Rfc3339NanoSlot } from '../../src/time.js';
 import type { LineEncoder } from './json-lines.js';
 
 const LOG_OPEN = Buffer.from('{"log":"');
 const TIME_CLOSE = Buffer.from('Z"}\n');
 /** Index of the first fractional digit and of the `Z` in the time's 30 bytes. */
 const FRACTION_START = 20;
-const ZONE_AT = 29;
+const ZONE_AT = RFC3339_NANO_BYTES - 1;
 
 /** `\n","stream":"<source>","attrs":{…},"time":"` for one container and source: what follows the line. */
 interface ContainerParts {

@@ -13,7 +13,7 @@
  */
 import { collectText, type ContainerMeta, type EncodedBatch, type EntryWriter, type LogRecord } from '../sink.js';
 import { isPlainJsonText, writeJsonString } from '../json-bytes.js';
-import { Rfc3339NanoSlot } from '../../src/time.js';
+import { RFC3339_NANO_BYTES, Rfc3339NanoSlot } from '../../src/time.js';
 
 /** Where a rotation must happen: before entry `record`, which starts at byte `offset` of batch.bytes. */
 export interface RotationCut {
@@ -31,8 +31,6 @@ const MESSAGE_OPEN = Buffer.from('"message":');
 const LINE_CLOSE = Buffer.from('}\n');
 const QUOTE = Buffer.from('"');
 const PLAIN_CLOSE = Buffer.from('"}\n');
-/** Bytes of rfc3339NanoBytes' output. */
-const TIME_BYTES = 30;
 
 /** A container's pre-encoded part, alone and with the source before it and `"message":"` after it. */
 interface ContainerParts {
@@ -57,7 +55,7 @@ export class JsonLinesEncoder implements LineEncoder {
   private lastContainer: ContainerMeta | undefined;
   private lastParts: ContainerParts | undefined;
   /** `{"time":"` and the 30 bytes of the time, rewritten per line. */
-  private readonly time = new Rfc3339NanoSlot(Buffer.concat([TIME_OPEN, Buffer.alloc(TIME_BYTES)]), TIME_OPEN.length);
+  private readonly time = new Rfc3339NanoSlot(Buffer.concat([TIME_OPEN, Buffer.alloc(RFC3339_NANO_BYTES)]), TIME_OPEN.length);
 
   /** Writes one record as a JSON line, newline included. */
   write(record: LogRecord, out: EntryWriter): void {
