@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { DRIVER_NAME, type DriverProcess, IMAGE, dockerOk, readFileSink, startDriver, uniqueName, waitForFileSink } from './harness.js';
+import { DRIVER_NAME, type DriverProcess, IMAGE, dockerLogLines, dockerOk, readFileSink, startDriver, uniqueName, waitForFileSink } from './harness.js';
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'shiplog-full-'));
 const stateDir = path.join(work, 'state');
@@ -39,7 +39,7 @@ it('the store runs out of disk: the container finishes, the loss is counted, the
   const ranMs = Date.now() - started;
   const lines = await waitForFileSink(driver, name, n, 60_000);
   const failed = await metric('shiplog_store_failed_write_bytes_total{code="ENOSPC"}');
-  const stored = (await dockerOk(['logs', name])).stdout.split('\n').filter((l) => l !== '');
+  const stored = await dockerLogLines(name);
   console.log(`[disk full] lines=${n} ran=${ranMs}ms file-sink=${lines.length} docker-logs=${stored.length} store-failed-bytes=${failed}`);
   expect(lines.map((l) => l.message)).toEqual(Array.from({ length: n }, (_, i) => `${name} ${i + 1}`));
   expect(failed).toBeGreaterThan(0);

@@ -172,6 +172,16 @@ export function fifoFrameBytes(line: string): number {
   return 4 + 2 + 6 + 1 + 9 + 1 + 1 + Buffer.byteLength(line);
 }
 
+/** Bytes of the FIFO frames of lines `<name> <i>` for each i of `lines`. */
+export function fifoFramesBytes(name: string, lines: readonly number[]): number {
+  return lines.reduce((sum, i) => sum + fifoFrameBytes(`${name} ${i}`), 0);
+}
+
+/** What `docker logs <name>` prints on stdout, as lines. */
+export async function dockerLogLines(name: string): Promise<string[]> {
+  return (await dockerOk(['logs', name])).stdout.split('\n').filter((l) => l !== '');
+}
+
 /**
  * What one `kill -9` may cost docker logs (README, "What a kill -9 can lose"): nothing, or the one
  * FIFO read the reader had taken from the pipe and not yet saved — a single run of consecutive
@@ -181,6 +191,5 @@ export function expectAtMostOneFifoRead(missing: readonly number[], name: string
   if (missing.length === 0) return;
   const first = missing[0] as number;
   expect(missing, 'one run of consecutive lines').toEqual(missing.map((_, k) => first + k));
-  const bytes = missing.reduce((sum, i) => sum + fifoFrameBytes(`${name} ${i}`), 0);
-  expect(bytes, 'at most one 64 KiB FIFO read').toBeLessThanOrEqual(65_536);
+  expect(fifoFramesBytes(name, missing), 'at most one 64 KiB FIFO read').toBeLessThanOrEqual(65_536);
 }

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DRIVER_NAME, type DriverProcess, IMAGE, dockerOk, expectAtMostOneFifoRead, fifoFrameBytes, readFileSink, startDriver, uniqueName, waitFor, waitForFileSink } from './harness.js';
+import { DRIVER_NAME, type DriverProcess, IMAGE, dockerOk, dockerLogLines, expectAtMostOneFifoRead, fifoFramesBytes, readFileSink, startDriver, uniqueName, waitFor, waitForFileSink } from './harness.js';
 
 const LONG = process.env.SHIPLOG_LONG === '1';
 const LD = ['--log-driver', DRIVER_NAME];
@@ -62,17 +62,25 @@ function missing(got: string[], name: string, n: number): number[] {
   return out;
 }
 
+/**
+ * A container writing `<name> 1` … `<name> n` at a steady pace through a fresh driver, restarted
+ * with `how` once the file sink holds 1000 of them; returns the new driver.
+ */
+async function pacedThenRestart(how: 'SIGTERM' | 'SIGKILL', prefix: string): Promise<{ driver: DriverProcess; name: string; n: number }> {
+  const first = await start();
+  const name = uniqueName(prefix);
+  const n = LONG ? 200_000 : 20_000;
+  await dockerOk(['run', '-d', '--name', name, ...LD, IMAGE, 'sh', '-c', counterScript(name, n, 200)]);
+  await dockerOk(['exec', name, 'touch', '/tmp/go']);
+  await waitFor('some lines stored', () => (readFileSink(first, name).length > 1000 ? true : undefined));
+  return { driver: await restartOver(first, how), name, n };
+}
+
 describe('shiplog restarted while containers log', () => {
   it('SIGTERM and start again: every line in docker logs and the file sink exactly once', async () => {
-    let driver = await start();
-    const name = uniqueName('restart');
-    const n = LONG ? 200_000 : 20_000;
-    await dockerOk(['run', '-d', '--name', name, ...LD, IMAGE, 'sh', '-c', counterScript(name, n, 200)]);
-    await dockerOk(['exec', name, 'touch', '/tmp/go']);
-    await waitFor('some lines stored', () => (readFileSink(driver, name).length > 1000 ? true : undefined));
-    driver = await restartOver(driver, 'SIGTERM');
+    const { driver, name, n } = await pacedThenRestart('SIGTERM', 'restart');
     await dockerOk(['wait', name]);
-    const logs = (await dockerOk(['logs', name])).stdout.split('\n').filter((l) => l !== '');
+    const logs = await dockerLogLines(name);
     const sink = (await waitForFileSink(driver, name, n, 60_000)).map((l) => l.message);
     console.log(`[restart SIGTERM] lines=${n} docker-logs=${logs.length} file-sink=${sink.length}`);
     expect(logs).toEqual(Array.from({ length: n }, (_, i) => `${name} ${i + 1}`));
@@ -94,7 +102,7 @@ describe('shiplog restarted while containers log', () => {
       expect(await crashing.exited).toBe('SIGKILL');
       const driver = await start({ stateDir: crashing.stateDir, filesDir: crashing.filesDir });
       await dockerOk(['wait', name]);
-      const logs = (await dockerOk(['logs', name])).stdout.split('\n').filter((l) => l !== '');
+      const logs = await dockerLogLines(name);
       const sink = (await waitFor('the file sink to have every line', () => {
         const lines = readFileSink(driver, name).map((l) => l.message);
         return new Set(lines).size >= n ? lines : undefined;
@@ -132,12 +140,12 @@ describe('shiplog restarted while containers log', () => {
       driver = await restartOver(driver, 'SIGKILL');
     }
     await dockerOk(['wait', name]);
-    const logs = (await dockerOk(['logs', name])).stdout.split('\n').filter((l) => l !== '');
+    const logs = await dockerLogLines(name);
     const stored = new Set(logs);
     await waitFor(`the file sink to have every stored line (${stored.size})`, () => (new Set(readFileSink(driver, name).map((l) => l.message)).size >= stored.size ? true : undefined), 120_000);
     const sink = new Set(readFileSink(driver, name).map((l) => l.message));
     const gaps = gapsOf(logs, name, n);
-    const gapBytes = gaps.map(([from, to]) => Array.from({ length: to - from + 1 }, (_, i) => fifoFrameBytes(`${name} ${from + i}`)).reduce((a, b) => a + b, 0));
+    const gapBytes = gaps.map(([from, to]) => fifoFramesBytes(name, Array.from({ length: to - from + 1 }, (_, i) => from + i)));
     console.log(`[kill -9 x${kills}, full speed] lines=${n} docker-logs=${logs.length} store-duplicates=${logs.length - stored.size} gaps=${JSON.stringify(gaps)} gap-bytes=${JSON.stringify(gapBytes)}`);
     expect(logs.length - stored.size).toBe(0);
     expect(gaps.length).toBeLessThanOrEqual(kills);
@@ -148,15 +156,9 @@ describe('shiplog restarted while containers log', () => {
   });
 
   it('kill -9 while a container logs at a steady pace: the store has every line once but at most the FIFO read in flight, the file sink every stored line', async () => {
-    let driver = await start();
-    const name = uniqueName('kill9');
-    const n = LONG ? 200_000 : 20_000;
-    await dockerOk(['run', '-d', '--name', name, ...LD, IMAGE, 'sh', '-c', counterScript(name, n, 200)]);
-    await dockerOk(['exec', name, 'touch', '/tmp/go']);
-    await waitFor('some lines stored', () => (readFileSink(driver, name).length > 1000 ? true : undefined));
-    driver = await restartOver(driver, 'SIGKILL');
+    const { driver, name, n } = await pacedThenRestart('SIGKILL', 'kill9');
     await dockerOk(['wait', name]);
-    const logs = (await dockerOk(['logs', name])).stdout.split('\n').filter((l) => l !== '');
+    const logs = await dockerLogLines(name);
     const stored = new Set(logs).size;
     await waitFor(`the file sink to have every stored line (${stored})`, () => (new Set(readFileSink(driver, name).map((l) => l.message)).size >= stored ? true : undefined), 120_000);
     const sink = readFileSink(driver, name).map((l) => l.message);
