@@ -92,6 +92,13 @@ export interface BatchLimits {
   readonly maxBytes: number;
   /** A batch is sent at the latest this long after its first record arrived. */
   readonly maxLatencyMs: number;
+  /**
+   * A batch holding at least this many bytes is sent at the end of the task that filled it (a FIFO
+   * chunk's records are pushed in one task) instead of waiting for its timer: for sinks whose write
+   * is cheap and prompt, such as a file in the page cache, so a fast stream's bytes are held for
+   * microseconds while a trickle is still gathered for maxLatencyMs. Undefined: only the limits above.
+   */
+  readonly promptBytes?: number;
   /** Batches in flight at once. */
   readonly concurrency: number;
   /** Retries before a batch is dead-lettered; Infinity = until delivered. */

@@ -125,6 +125,8 @@ export class SinkRunner {
   /** Records of the open batch that are only in memory (see Pending.kept). */
   private batchKept: LogRecord[] = [];
   private batchTimer: NodeJS.Timeout | undefined;
+  /** The open batch reached promptBytes: its seal is queued for the end of the current task. */
+  private sealQueued = false;
   private readonly sending: PQueue;
   private readonly abort = new AbortController();
   private readonly lastDropLog = new Map<string, number>();
@@ -208,6 +210,8 @@ export class SinkRunner {
         this.batchBytes += bytes;
         if (this.batch.count >= this.limits.maxRecords || this.batchBytes >= this.limits.maxBytes) {
           this.seal();
+        } else if (this.limits.promptBytes !== undefined && this.batchBytes >= this.limits.promptBytes) {
+          this.sealAtEndOfTask();
         } else if (this.batchTimer === undefined) {
           this.batchTimer = setTimeout(() => this.seal(), this.limits.maxLatencyMs);
         }
@@ -285,14 +289,14 @@ export class SinkRunner {
     // given up on (an HTTP client draining its pool) must not hold shutdown much longer.
     let timer: NodeJS.Timeout | undefined;
     const closing = Promise.resolve().then(() => this.sink.close()).then(() => 'closed' as const, (err: unknown) => {
-      this.logger.warn({ err, sink: this.sink.name }, 'sink did not close cleanly');
+      this.logger.warn({ err }, 'sink did not close cleanly');
       return 'closed' as const;
     });
     const outcome = gaveUp
       ? await Promise.race([closing, new Promise<'slow'>((resolve) => { timer = setTimeout(() => resolve('slow'), LATE_SINK_CLOSE_MS); })])
       : await closing;
     clearTimeout(timer);
-    if (outcome === 'slow') this.logger.warn({ sink: this.sink.name }, 'sink still closing (requests in flight were given up on); not waiting for it');
+    if (outcome === 'slow') this.logger.warn('sink still closing (requests in flight were given up on); not waiting for it');
   }
 
   /**
@@ -317,7 +321,7 @@ export class SinkRunner {
     const stored = this.spool.storeBefore(memory);
     this.stats.spooled += stored;
     this.stats.spoolBytes = this.spool.bytes;
-    this.logger.info({ sink: this.sink.name, records: stored }, 'undelivered records kept in the spool for the next start');
+    this.logger.info({ records: stored }, 'undelivered records kept in the spool for the next start');
   }
 
   private isIdle(): boolean {
@@ -329,6 +333,19 @@ export class SinkRunner {
     const waiters = this.idleWaiters;
     this.idleWaiters = [];
     for (const w of waiters) w();
+  }
+
+  /**
+   * The records pushed in the rest of this task (a FIFO chunk's are pushed synchronously) join the
+   * batch, which goes out when the task ends: memory holds them for microseconds, not a timer's wait.
+   */
+  private sealAtEndOfTask(): void {
+    if (this.sealQueued) return;
+    this.sealQueued = true;
+    queueMicrotask(() => {
+      this.sealQueued = false;
+      if (!this.closed) this.seal();
+    });
   }
 
   private seal(): void {
@@ -394,7 +411,7 @@ export class SinkRunner {
       (err: unknown) => {
         this.reading = undefined;
         this.pumpAgain = false;
-        this.logger.error({ err, sink: this.sink.name }, 'spool read failed; trying again in a second');
+        this.logger.error({ err }, 'spool read failed; trying again in a second');
         setTimeout(() => this.pump(), 1000).unref();
       },
     );
@@ -464,7 +481,7 @@ export class SinkRunner {
         this.stats.lastError = message;
         this.failing = !(err instanceof FatalSinkError);
         if (err instanceof FatalSinkError) {
-          this.logger.error({ sink: this.sink.name, records: todo.count, err: message }, 'sink refused a batch for good; records written to dead letters');
+          this.logger.error({ records: todo.count, err: message }, 'sink refused a batch for good; records written to dead letters');
           await this.deadLetter(todo, message);
           p.batch = NO_ENTRIES;
           return true;
@@ -480,7 +497,7 @@ export class SinkRunner {
       }
       this.stats.retried += retrying;
       if (attempt === 1 || attempt % 10 === 0) {
-        this.logger.warn({ sink: this.sink.name, records: retrying, attempt, err: this.stats.lastError }, 'sink delivery failed; retrying with backoff');
+        this.logger.warn({ records: retrying, attempt, err: this.stats.lastError }, 'sink delivery failed; retrying with backoff');
       }
       await sleep(backoffDelay(attempt, RETRY_BASE_MS, this.limits.backoffMaxMs), signal);
     }
@@ -500,7 +517,7 @@ export class SinkRunner {
     const now = Date.now();
     if (now - (this.lastDropLog.get(reason) ?? 0) >= DROP_LOG_INTERVAL_MS) {
       this.lastDropLog.set(reason, now);
-      this.logger.error({ sink: this.sink.name, reason, dropped: this.stats.dropped }, 'records dropped (counted; logged at most once a minute per reason)');
+      this.logger.error({ reason, dropped: this.stats.dropped }, 'records dropped (counted; logged at most once a minute per reason)');
     }
   }
 
@@ -508,6 +525,9 @@ export class SinkRunner {
     const now = Date.now();
     if (now - this.lastSpoolLog < DROP_LOG_INTERVAL_MS) return;
     this.lastSpoolLog = now;
-    this.logger.warn({ sink: this.sink.name, spoolBytes: this.stats.spoolBytes }, msg);
+    this.logger.warn({
+      spoolBytes: this.stats.spoolBytes, queuedBytes: this.stats.queuedBytes, sharedQueuedBytes: this.budget.usedBytes,
+      unackedBatches: this.unacked.size, inFlightBatches: this.stats.inFlightBatches,
+    }, msg);
   }
 }

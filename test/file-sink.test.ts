@@ -409,17 +409,17 @@ describe('file sink: options', () => {
     expect(opts['file-format']).toBe('json');
   });
 
-  it('has the batch limits of the brief', () => {
+  it('batches: a FIFO chunk of 64 KiB and more at once, a trickle for up to 200 ms; with file-fsync 200 ms always', () => {
     const definition: SinkDefinition<typeof fileOptions> = fileSink;
-    expect(definition.batchLimits(options())).toEqual({
-      maxRecords: 10_000, maxBytes: 4 * 1024 * 1024, maxLatencyMs: 200, concurrency: 1, maxRetries: Number.POSITIVE_INFINITY, backoffMaxMs: 5_000,
-    });
+    const common = { maxRecords: 10_000, maxBytes: 4 * 1024 * 1024, maxLatencyMs: 200, concurrency: 1, maxRetries: Number.POSITIVE_INFINITY, backoffMaxMs: 5_000 };
+    expect(definition.batchLimits(options())).toEqual({ ...common, promptBytes: 64 * 1024 });
+    expect(definition.batchLimits(options({ 'file-fsync': 'true' }))).toEqual(common);
   });
 });
 
 describe('file sink: errors', () => {
-  it('ENOSPC is retryable', async () => {
-    const sink = new FileSink(new RotatingFile('/dev/full', { maxFiles: 1, mode: 0o640, fsync: false }), 1e9, logger);
+  it.each([false, true])('ENOSPC is retryable (fsync %s: written synchronously, or through the thread pool)', async (fsync) => {
+    const sink = new FileSink(new RotatingFile('/dev/full', { maxFiles: 1, mode: 0o640, fsync }), 1e9, logger);
     const failure = sink.write(batchOf(sink, [record('x')]));
     await expect(failure).rejects.toBeInstanceOf(RetryableSinkError);
     await expect(failure).rejects.toThrow(/cannot write \/dev\/full: .*ENOSPC/);

@@ -85,6 +85,22 @@ describe('SinkRunner', () => {
     expect(sink.batches).toEqual([['alone']]);
   });
 
+  it('with promptBytes, sends a batch that reached it when the task ends, with all the task pushed, and leaves a smaller one to its timer', async () => {
+    let written!: () => void;
+    const wrote = new Promise<void>((r) => { written = r; });
+    const sink = new ScriptedSink([async () => { written(); }]);
+    const { runner } = setup(sink, { maxRecords: 100, maxLatencyMs: 60_000, promptBytes: 600 });
+    for (const l of ['a', 'b', 'c', 'd', 'e']) runner.push(record(l)); // 256 bytes each: 'c' reaches 600
+    expect(sink.batches).toEqual([]); // not at once: the rest of the task joins the batch
+    await wrote;
+    expect(sink.batches).toEqual([['a', 'b', 'c', 'd', 'e']]);
+    runner.push(record('f'));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(sink.batches).toEqual([['a', 'b', 'c', 'd', 'e']]); // below promptBytes: waits for maxLatencyMs
+    await runner.idle();
+    expect(sink.batches).toEqual([['a', 'b', 'c', 'd', 'e'], ['f']]);
+  });
+
   it('retries a batch that failed with a retryable error until it is delivered', async () => {
     const fail = async () => { throw new RetryableSinkError('down'); };
     const sink = new ScriptedSink([fail, fail]);
