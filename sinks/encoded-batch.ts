@@ -38,7 +38,21 @@ export class EncodedBatch {
     readonly bytes: Buffer,
     /** ends[i]: offset just past entry i. */
     private readonly ends: readonly number[],
+    /** The pooled buffer `bytes` is a view of (seal(true)); given back by release(). */
+    private backing?: Buffer,
   ) {}
+
+  /**
+   * Gives a pooled buffer back for the next seal(true): `bytes` and every view of it are then
+   * someone else's. Only for a batch nothing reads any more (the SinkRunner, once the batch is
+   * acknowledged, for a sink that keeps no view of a batch after its write settled). No effect on
+   * other batches; a second call does nothing.
+   */
+  release(): void {
+    if (this.backing === undefined) return;
+    giveSealBuffer(this.backing);
+    this.backing = undefined;
+  }
 
   /** Entries in the batch. */
   get count(): number {
@@ -89,14 +103,14 @@ export class EncodedBatch {
     return EncodedBatch.encode({ encode: (t: string, out) => out.text(t) }, texts);
   }
 
-  /** `records` encoded by `encoder`, one entry each (records read back from a spool; tests, tools). */
-  static encode<R>(encoder: RecordEncoder<R>, records: readonly R[]): EncodedBatch {
+  /** `records` encoded by `encoder`, one entry each (records read back from a spool; tests, tools). `reuse`: as in seal(). */
+  static encode<R>(encoder: RecordEncoder<R>, records: readonly R[], reuse = false): EncodedBatch {
     const b = new BatchBuilder();
     for (const r of records) {
       encoder.encode(r, b);
       b.endEntry();
     }
-    const batch = b.seal();
+    const batch = b.seal(reuse);
     b.release();
     return batch;
   }
@@ -122,6 +136,42 @@ function giveChunk(chunk: Buffer): void {
 /** Chunks waiting in the pool (tests). */
 export function pooledChunks(): number {
   return freeChunks.length;
+}
+
+/**
+ * Buffers for sealed batches that are given back (EncodedBatch.release): a file-sink batch is written
+ * within the FIFO read that filled it, so one buffer serves batch after batch instead of a fresh
+ * allocation per read, which the garbage collector then has to sweep (20 containers: ~10 % of
+ * shiplog's CPU). Capacities are powers of two from one chunk up; at most SEAL_POOL_MAX_BYTES wait
+ * here, so an idle shiplog holds little.
+ */
+const SEAL_POOL_MAX_BYTES = 4 * 1024 * 1024;
+const freeSealBuffers: Buffer[] = [];
+let freeSealBytes = 0;
+
+function takeSealBuffer(length: number): Buffer {
+  for (let i = freeSealBuffers.length - 1; i >= 0; i--) {
+    const b = freeSealBuffers[i] as Buffer;
+    if (b.length >= length) {
+      freeSealBuffers.splice(i, 1);
+      freeSealBytes -= b.length;
+      return b;
+    }
+  }
+  let capacity = CHUNK_BYTES;
+  while (capacity < length) capacity *= 2;
+  return Buffer.allocUnsafeSlow(capacity);
+}
+
+function giveSealBuffer(b: Buffer): void {
+  if (freeSealBytes + b.length > SEAL_POOL_MAX_BYTES) return;
+  freeSealBuffers.push(b);
+  freeSealBytes += b.length;
+}
+
+/** Bytes of sealed-batch buffers waiting for reuse (tests). */
+export function pooledSealBytes(): number {
+  return freeSealBytes;
 }
 
 /**
@@ -203,16 +253,20 @@ export class BatchBuilder implements EntryWriter {
     this.curUsed = to - this.full.length * CHUNK_BYTES;
   }
 
-  /** The gathered entries as a batch; the builder starts empty again. */
-  seal(): EncodedBatch {
-    const bytes = Buffer.allocUnsafe(this.byteLength);
+  /**
+   * The gathered entries as a batch; the builder starts empty again. `reuse`: the bytes go into a
+   * pooled buffer, which the batch's owner gives back with release() when done with it.
+   */
+  seal(reuse = false): EncodedBatch {
+    const backing = reuse ? takeSealBuffer(this.byteLength) : undefined;
+    const bytes = backing === undefined ? Buffer.allocUnsafe(this.byteLength) : backing.subarray(0, this.byteLength);
     let at = 0;
     for (const chunk of this.full) {
       at += chunk.copy(bytes, at);
       giveChunk(chunk);
     }
     if (this.cur !== undefined) this.cur.copy(bytes, at, 0, this.curUsed);
-    const batch = new EncodedBatch(bytes, this.ends);
+    const batch = new EncodedBatch(bytes, this.ends, backing);
     this.full = [];
     this.curUsed = 0;
     this.ends = [];

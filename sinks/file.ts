@@ -134,6 +134,8 @@ function infoFromMeta(c: ContainerMeta): ContainerInfo {
  */
 export class FileSink implements Sink {
   readonly name = 'file';
+  /** A batch's bytes are in the file (or the write failed) when write() settles. */
+  readonly releasesBatchOnSettle = true;
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
 

@@ -71,6 +71,12 @@ export interface WriteOutcome {
 export interface Sink {
   readonly name: string;
   /**
+   * True when write() keeps no view of the batch's bytes once its promise settled (the file sink's
+   * writes are done by then): the core then reuses the buffer of an acknowledged batch for the next
+   * one. Leave it unset when a request may still read the bytes later (an HTTP body being sent).
+   */
+  readonly releasesBatchOnSettle?: boolean;
+  /**
    * Writes one record in the sink's wire form (a JSON line, a bulk action + document, ...) to `out`,
    * the open batch's buffer. Called once per record as the core queues it (also for records read
    * back from the disk spool); what waits in memory, is retried and is sent is these bytes, so the

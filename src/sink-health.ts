@@ -126,6 +126,10 @@ class ProbedSink implements Sink {
     return this.inner.name;
   }
 
+  get releasesBatchOnSettle(): boolean {
+    return this.inner.releasesBatchOnSettle === true;
+  }
+
   encode(record: LogRecord, out: EntryWriter): void {
     this.inner.encode(record, out);
   }

@@ -77,6 +77,8 @@ export const ENTRY_OVERHEAD_BYTES = 16;
 /** A sealed batch, from memory or read back from the spool, until it is acknowledged. */
 interface Pending {
   readonly seq: number;
+  /** The batch as sealed (its buffer is given back once it is done, for sinks that allow it). */
+  readonly sealed: EncodedBatch;
   /** Entries not yet acknowledged, encoded by the sink (after a partial success: the ones to retry). */
   batch: EncodedBatch;
   /** Memory accounted for it (encoded bytes plus ENTRY_OVERHEAD_BYTES per entry). */
@@ -354,7 +356,7 @@ export class SinkRunner {
       this.batchTimer = undefined;
     }
     if (this.batch.count === 0) return;
-    const batch = this.batch.seal();
+    const batch = this.batch.seal(this.sink.releasesBatchOnSettle === true);
     const bytes = this.batchBytes;
     const end = this.batchEnd;
     const kept = this.batchKept;
@@ -365,7 +367,7 @@ export class SinkRunner {
   }
 
   private enqueue(batch: EncodedBatch, bytes: number, end: Position | undefined, kept: readonly LogRecord[]): void {
-    const p: Pending = { seq: this.seq++, batch, bytes, end, kept, done: false };
+    const p: Pending = { seq: this.seq++, sealed: batch, batch, bytes, end, kept, done: false };
     this.unacked.set(p.seq, p);
     if (end !== undefined) this.spoolAcks.push(p);
     void this.sending.add(() => this.deliver(p));
@@ -394,7 +396,7 @@ export class SinkRunner {
         this.stats.spoolBytes = spool.bytes;
         if (this.stopping) return; // what was read stays in the spool, unacknowledged
         if (result.kind === 'batch') {
-          const batch = EncodedBatch.encode(this.sink, result.batch.records);
+          const batch = EncodedBatch.encode(this.sink, result.batch.records, this.sink.releasesBatchOnSettle === true);
           const bytes = batch.bytes.length + batch.count * ENTRY_OVERHEAD_BYTES;
           this.stats.queuedBytes += bytes;
           this.budget.force(bytes);
@@ -436,6 +438,7 @@ export class SinkRunner {
     } finally {
       this.stats.inFlightBatches--;
       if (p.done) {
+        if (this.sink.releasesBatchOnSettle === true) p.sealed.release();
         this.stats.queuedBytes -= p.bytes;
         this.budget.give(p.bytes);
         this.unacked.delete(p.seq);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BatchBuilder, CHUNK_BYTES, EncodedBatch, pooledChunks } from '../sinks/encoded-batch.js';
+import { BatchBuilder, CHUNK_BYTES, EncodedBatch, pooledChunks, pooledSealBytes } from '../sinks/encoded-batch.js';
 
 describe('BatchBuilder / EncodedBatch', () => {
   it('keeps entries back to back and gives each one back exactly, multi-byte UTF-8 included', () => {
@@ -94,5 +94,43 @@ describe('BatchBuilder / EncodedBatch', () => {
     batch.bytes.fill(0);
     expect(picked.texts()).toEqual(['three', 'one']);
     expect(batch.select([]).count).toBe(0);
+  });
+
+  it('seal(true) puts the bytes in a pooled buffer that release() gives to the next seal(true); seal() never pools', () => {
+    const b = new BatchBuilder();
+    const pooledBefore = pooledSealBytes();
+    b.add('first batch');
+    const first = b.seal(true);
+    expect(first.texts()).toEqual(['first batch']);
+    first.release();
+    expect(pooledSealBytes()).toBe(pooledBefore + CHUNK_BYTES); // capacity: one chunk, the smallest
+    first.release(); // a second release gives nothing back twice
+    expect(pooledSealBytes()).toBe(pooledBefore + CHUNK_BYTES);
+    b.add('second');
+    const second = b.seal(true);
+    expect(second.bytes.buffer).toBe(first.bytes.buffer); // the same memory, reused
+    expect(second.texts()).toEqual(['second']);
+    expect(pooledSealBytes()).toBe(pooledBefore);
+    b.add('unpooled');
+    const plain = b.seal();
+    plain.release(); // nothing to give back
+    expect(pooledSealBytes()).toBe(pooledBefore);
+    second.release();
+    b.release();
+  });
+
+  it('keeps at most 4 MiB of released buffers, in power-of-two capacities', () => {
+    const b = new BatchBuilder();
+    const batches = [];
+    for (let i = 0; i < 6; i++) {
+      b.add('y'.repeat(CHUNK_BYTES * 8 + 1 + i)); // just over 512 KiB: a 1 MiB buffer each
+      batches.push(b.seal(true));
+    }
+    expect(batches.map((x) => x.bytes.buffer.byteLength)).toEqual(Array(6).fill(CHUNK_BYTES * 16));
+    const before = pooledSealBytes();
+    for (const x of batches) x.release();
+    expect(pooledSealBytes()).toBeLessThanOrEqual(4 * 1024 * 1024);
+    expect(pooledSealBytes()).toBeGreaterThan(before);
+    b.release();
   });
 });

@@ -18,6 +18,11 @@ import { buildServer } from '../src/server.js';
 import { readSettings } from '../src/settings.js';
 import { hideUrlCredentials, TrackedSinkPool } from '../src/sink-health.js';
 import { LogStore } from '../src/store/store.js';
+import { elasticsearchSink } from '../sinks/elasticsearch.js';
+import { fileSink } from '../sinks/file.js';
+import type { SinkDefinition } from '../sinks/sink.js';
+import { optionTexts, parseTable } from '../src/option-table.js';
+import { container } from './support/records.js';
 import { CID, entryFrame, fifoMaker, info } from './support/driver-fixture.js';
 import { type FakeEs, startFakeEs } from './support/fake-es.js';
 
@@ -299,6 +304,18 @@ describe('sink metrics and health', () => {
     await f.post('/LogDriver.StopLogging', { File: fifo.file });
     fifo.close();
     await f.driver.whenEnded(fifo.file);
+  });
+
+  it('the health probe around each sink passes on whether the core may reuse its batch buffers', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shiplog-probe-'));
+    const pool = new TrackedSinkPool(dir, silent, 1 << 20, 1000, { spoolMaxBytes: 0 });
+    const active = (definition: SinkDefinition, config: Record<string, string>) =>
+      ({ definition, options: parseTable(definition.options, config, {}), raw: optionTexts(definition.options, config, {}) });
+    const file = pool.acquire(active(fileSink as unknown as SinkDefinition, { 'file-path': path.join(dir, 'x.log') }), container);
+    const es = pool.acquire(active(elasticsearchSink as unknown as SinkDefinition, { 'es-url': 'http://127.0.0.1:9' }), container);
+    expect(file.sink.releasesBatchOnSettle).toBe(true);
+    expect(es.sink.releasesBatchOnSettle).toBe(false);
+    await pool.closeAll(100);
   });
 
   it('hides credentials of URLs in instance keys', () => {

@@ -101,6 +101,47 @@ describe('SinkRunner', () => {
     expect(sink.batches).toEqual([['a', 'b', 'c', 'd', 'e'], ['f']]);
   });
 
+  it.each([true, false])('a sink that releases batches on settle (%s) gets an acknowledged batch\'s buffer again; a batch being retried keeps its bytes', async (releases) => {
+    /** Where a batch's bytes live: the same memory means the same buffer at the same offset. */
+    const writes: { texts: string[]; memory: ArrayBufferLike; offset: number }[] = [];
+    const same = (x: typeof writes[0], y: typeof writes[0]): boolean => x.memory === y.memory && x.offset === y.offset;
+    let runner!: SinkRunner;
+    class RecyclingSink implements Sink {
+      readonly name = 'recycling';
+      readonly releasesBatchOnSettle = releases;
+      private readonly codec = new RecordCodec();
+      encode(r: LogRecord, out: EntryWriter): void {
+        this.codec.encode(r, out);
+      }
+      async write(batch: EncodedBatch): Promise<WriteOutcome | void> {
+        const texts = this.codec.records(batch).map((r) => r.line.toString());
+        writes.push({ texts, memory: batch.bytes.buffer, offset: batch.bytes.byteOffset });
+        if (writes.length === 3) {
+          // After 'c' failed and before its retry, 'd' is sealed: were c's buffer given back on
+          // failure, d would take it and overwrite what the retry sends.
+          setImmediate(() => {
+            runner.push(record('d'));
+            runner.flush();
+          });
+          throw new RetryableSinkError('try again');
+        }
+        return undefined;
+      }
+      async close(): Promise<void> {}
+    }
+    ({ runner } = setup(new RecyclingSink(), { maxRecords: 100 }));
+    for (const l of ['a', 'b', 'c']) {
+      runner.push(record(l));
+      runner.flush();
+      await runner.idle();
+    }
+    expect(writes.map((w) => w.texts)).toEqual([['a'], ['b'], ['c'], ['c'], ['d']]);
+    const [a, b, c, cAgain, d] = writes as [typeof writes[0], typeof writes[0], typeof writes[0], typeof writes[0], typeof writes[0]];
+    expect(same(cAgain, c)).toBe(true);
+    expect(same(d, c)).toBe(false);
+    expect(same(b, a)).toBe(releases);
+  });
+
   it('retries a batch that failed with a retryable error until it is delivered', async () => {
     const fail = async () => { throw new RetryableSinkError('down'); };
     const sink = new ScriptedSink([fail, fail]);
