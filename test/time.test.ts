@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bigIntToParts, formatRfc3339Nano, parseRfc3339Nano, partsToBigInt, rfc3339NanoBytes, splitSeconds } from '../src/time.js';
+import { bigIntToParts, formatRfc3339Nano, parseRfc3339Nano, partsToBigInt, Rfc3339NanoSlot, rfc3339NanoBytes, splitSeconds } from '../src/time.js';
 
 describe('nanosecond time', () => {
   it('splits int64 ns into seconds and nanos exactly, matching bigint arithmetic', () => {
@@ -46,5 +46,29 @@ describe('rfc3339NanoBytes', () => {
       const t = bigIntToParts(ns);
       expect(rfc3339NanoBytes(t).toString('latin1')).toBe(formatRfc3339Nano(t));
     }
+  });
+
+  it('a slot formats a run of times as independent formatting does: small steps, second and low-word boundaries, backwards, jumps', () => {
+    /** Independent of src/time.ts: bigint division and Date. */
+    const reference = (ns: bigint): string =>
+      `${new Date(Number(ns / 1_000_000_000n) * 1000).toISOString().slice(0, 19)}.${String(ns % 1_000_000_000n).padStart(9, '0')}Z`;
+    const slot = new Rfc3339NanoSlot(Buffer.alloc(40), 5);
+    const lowWrap = (1n << 32n) * 418_000_000n; // a multiple of 2^32 near 2026: the low word wraps to 0 here
+    const times: bigint[] = [];
+    for (const base of [1_795_452_233_999_999_000n, lowWrap - 3_000n, 1_600_000_000_000_000_000n]) {
+      let ns = base;
+      for (let i = 0; i < 300; i++) {
+        ns += BigInt((i * 7919) % 1000); // steps of 0..999 ns, repeats included
+        times.push(ns);
+      }
+      times.push(ns - 5n, ns - 1_000_000_000n, ns + 3_000_000_000n, ns + 999_999_999n, ns);
+    }
+    let crossedWrap = false;
+    for (const ns of times) {
+      slot.set(bigIntToParts(ns));
+      expect(slot.buf.toString('latin1', 5, 35)).toBe(reference(ns));
+      if (ns >= lowWrap && ns - 3_000n < lowWrap) crossedWrap = true;
+    }
+    expect(crossedWrap).toBe(true);
   });
 });
