@@ -77,8 +77,12 @@ export const ENTRY_OVERHEAD_BYTES = 16;
 /** A sealed batch, from memory or read back from the spool, until it is acknowledged. */
 interface Pending {
   readonly seq: number;
-  /** The batch as sealed (its buffer is given back once it is done, for sinks that allow it). */
-  readonly sealed: EncodedBatch;
+  /**
+   * The batch as sealed, for a sink that lets its buffer be reused (Sink.releasesBatchOnSettle):
+   * given back and cleared once the batch is done. Undefined otherwise, so a done batch waiting in
+   * spoolAcks for an earlier one holds no bytes.
+   */
+  sealed: EncodedBatch | undefined;
   /** Entries not yet acknowledged, encoded by the sink (after a partial success: the ones to retry). */
   batch: EncodedBatch;
   /** Memory accounted for it (encoded bytes plus ENTRY_OVERHEAD_BYTES per entry). */
@@ -367,7 +371,8 @@ export class SinkRunner {
   }
 
   private enqueue(batch: EncodedBatch, bytes: number, end: Position | undefined, kept: readonly LogRecord[]): void {
-    const p: Pending = { seq: this.seq++, sealed: batch, batch, bytes, end, kept, done: false };
+    const sealed = this.sink.releasesBatchOnSettle === true ? batch : undefined;
+    const p: Pending = { seq: this.seq++, sealed, batch, bytes, end, kept, done: false };
     this.unacked.set(p.seq, p);
     if (end !== undefined) this.spoolAcks.push(p);
     void this.sending.add(() => this.deliver(p));
@@ -438,7 +443,8 @@ export class SinkRunner {
     } finally {
       this.stats.inFlightBatches--;
       if (p.done) {
-        if (this.sink.releasesBatchOnSettle === true) p.sealed.release();
+        p.sealed?.release();
+        p.sealed = undefined;
         this.stats.queuedBytes -= p.bytes;
         this.budget.give(p.bytes);
         this.unacked.delete(p.seq);

@@ -1,6 +1,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import pino from 'pino';
 import { describe, expect, it, vi } from 'vitest';
 import { type BatchLimits, type EncodedBatch, type EntryWriter, FatalSinkError, type LogRecord, RetryableSinkError, type Sink, type WriteOutcome, recordId } from '../sinks/sink.js';
@@ -459,6 +461,38 @@ describe('SinkRunner with a disk spool, memory first (SPOOL_WRITE_THROUGH=false)
 const segFiles = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.seg')) : []);
 
 describe('SinkRunner with write-through (SPOOL_WRITE_THROUGH=true)', () => {
+  it('a batch done while an earlier one is in flight holds no bytes while it waits for the spool checkpoint', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const codec = new RecordCodec();
+    const written: WeakRef<EncodedBatch>[] = [];
+    let releaseFirst = (): void => undefined;
+    let secondWritten = (): void => undefined;
+    const second = new Promise<void>((resolve) => { secondWritten = resolve; });
+    const sink: Sink = {
+      name: 'gated',
+      encode: (r, out) => codec.encode(r, out),
+      async write(batch) {
+        written.push(new WeakRef(batch));
+        if (written.length === 1) await new Promise<void>((resolve) => { releaseFirst = resolve; });
+        else secondWritten();
+      },
+      async close() {},
+    };
+    const { runner } = spooled(sink, { queueLimit: 1 << 20, limits: { concurrency: 2, maxRecords: 1 }, writeThrough: true });
+    runner.push(record('a')); // maxRecords 1: each record is its own batch, sent at once
+    runner.push(record('b'));
+    await second;
+    await new Promise((resolve) => setTimeout(resolve, 10)); // b is acknowledged, waiting behind a
+    expect(runner.stats.delivered).toBe(1);
+    gc();
+    expect(written[1]?.deref()).toBeUndefined(); // nothing holds b's batch (its bytes) any more
+    releaseFirst();
+    await runner.idle();
+    expect(runner.stats.delivered).toBe(2);
+    await runner.close(1000);
+  });
+
   it('every record goes to the spool as it is queued; a sink that keeps up is fed from memory (no read from disk), and the checkpoint follows', async () => {
     const sink = new ControlledSink();
     const { runner, dir } = spooled(sink, { queueLimit: 1 << 20, writeThrough: true });
