@@ -75,6 +75,12 @@ describe('config.json', () => {
     for (const e of config.env) expect(e.description.length, e.name).toBeGreaterThan(10);
   });
 
+  it('lets NODE_OPTIONS be set (Node flags such as the young generation size), unset by default', () => {
+    const e = env.get('NODE_OPTIONS');
+    expect(e?.settable).toEqual(['value']);
+    expect(e && 'value' in e).toBe(false); // declared with a value, even "", dockerd would set it
+  });
+
   it('mounts the state directory and the file sink directory from the host, sources settable', () => {
     const state = config.mounts.find((m) => m.name === 'state');
     const files = config.mounts.find((m) => m.name === 'files');

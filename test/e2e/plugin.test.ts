@@ -144,6 +144,27 @@ afterAll(async () => {
   fs.rmSync(work, { recursive: true, force: true }); // the rootfs alone is ~150 MB
 });
 
+/** Pids whose command line contains `text`. */
+function processesWith(text: string): number[] {
+  const pids: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').includes(text)) pids.push(Number(name));
+    } catch { /* gone meanwhile */ }
+  }
+  return pids;
+}
+
+/** A process's environment, one VAR=value per entry. */
+function environOf(pid: number): string[] {
+  try {
+    return fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+  } catch {
+    return [];
+  }
+}
+
 /** `docker run -d` with the plugin as log driver; the container is removed after the file. */
 async function start(args: string[], extra: string[] = []): Promise<string> {
   const name = uniqueName('plg');
@@ -169,7 +190,7 @@ describe('managed plugin on a real dockerd', () => {
     expect(fs.readdirSync(path.join(stateDir, 'containers', id))).toContain('container.log');
   });
 
-  it('docker plugin set LOG_LEVEL=debug is refused while enabled, and takes effect after disable, set, enable', async () => {
+  it('docker plugin set LOG_LEVEL=debug is refused while enabled, and takes effect after disable, set, enable (NODE_OPTIONS too)', async () => {
     const id = await pluginId(REF);
     expect(pluginLogLines(id, 30).length).toBeGreaterThan(0); // info lines ('shiplog listening') reach dockerd's log
     expect(pluginLogLines(id, 20)).toEqual([]);
@@ -178,8 +199,10 @@ describe('managed plugin on a real dockerd', () => {
     expect(refused.stderr).toMatch(/enabled|active/i);
 
     await dockerOk(['plugin', 'disable', REF]);
-    await dockerOk(['plugin', 'set', REF, 'LOG_LEVEL=debug']);
+    await dockerOk(['plugin', 'set', REF, 'LOG_LEVEL=debug', 'NODE_OPTIONS=--max-semi-space-size=4']);
     await dockerOk(['plugin', 'enable', '--timeout', '120', REF]);
+    // The plugin's node process (in the host's PID namespace) was started with the flag in its environment.
+    expect(processesWith('/opt/shiplog/dist/src/main.js').some((pid) => environOf(pid).includes('NODE_OPTIONS=--max-semi-space-size=4'))).toBe(true);
     const name = await start(['echo', 'debug me']);
     await dockerOk(['wait', name]);
     const cid = (await dockerOk(['inspect', '-f', '{{.Id}}', name])).stdout.trim();
