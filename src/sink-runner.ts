@@ -162,6 +162,8 @@ export class SinkRunner {
   readonly spool: Spool | undefined;
   /** Records waiting in memory are also in the spool (see the module comment). */
   readonly writeThrough: boolean;
+  /** The sink lets an acknowledged batch's buffer be reused (Sink.releasesBatchOnSettle): seal into pooled buffers. */
+  private readonly reusesBatchBuffers: boolean;
 
   constructor(
     readonly sink: Sink,
@@ -180,6 +182,7 @@ export class SinkRunner {
     this.sending = new PQueue({ concurrency: Math.max(1, limits.concurrency) });
     const { writeThrough = true, ...options } = spoolOptions ?? {};
     this.writeThrough = spoolOptions !== undefined && writeThrough;
+    this.reusesBatchBuffers = sink.releasesBatchOnSettle === true;
     const spool = spoolOptions !== undefined
       ? new Spool({ ...(options as Omit<SpoolOptions, 'onDrop'>), flushPerTask: this.writeThrough, onDrop: (reason, count) => this.drop(reason, count) })
       : undefined;
@@ -360,7 +363,7 @@ export class SinkRunner {
       this.batchTimer = undefined;
     }
     if (this.batch.count === 0) return;
-    const batch = this.batch.seal(this.sink.releasesBatchOnSettle === true);
+    const batch = this.batch.seal(this.reusesBatchBuffers);
     const bytes = this.batchBytes;
     const end = this.batchEnd;
     const kept = this.batchKept;
@@ -371,7 +374,7 @@ export class SinkRunner {
   }
 
   private enqueue(batch: EncodedBatch, bytes: number, end: Position | undefined, kept: readonly LogRecord[]): void {
-    const sealed = this.sink.releasesBatchOnSettle === true ? batch : undefined;
+    const sealed = this.reusesBatchBuffers ? batch : undefined;
     const p: Pending = { seq: this.seq++, sealed, batch, bytes, end, kept, done: false };
     this.unacked.set(p.seq, p);
     if (end !== undefined) this.spoolAcks.push(p);
@@ -401,7 +404,7 @@ export class SinkRunner {
         this.stats.spoolBytes = spool.bytes;
         if (this.stopping) return; // what was read stays in the spool, unacknowledged
         if (result.kind === 'batch') {
-          const batch = EncodedBatch.encode(this.sink, result.batch.records, this.sink.releasesBatchOnSettle === true);
+          const batch = EncodedBatch.encode(this.sink, result.batch.records, this.reusesBatchBuffers);
           const bytes = batch.bytes.length + batch.count * ENTRY_OVERHEAD_BYTES;
           this.stats.queuedBytes += bytes;
           this.budget.force(bytes);

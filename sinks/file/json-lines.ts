@@ -29,7 +29,8 @@ const SOURCE: Readonly<Record<string, Buffer>> = {
 const TRUNCATED = Buffer.from('"truncated":true,');
 const MESSAGE_OPEN = Buffer.from('"message":');
 const LINE_CLOSE = Buffer.from('}\n');
-const QUOTE = Buffer.from('"');
+/** `"message":"`: what precedes a line copied as it is. */
+const MESSAGE_STRING_OPEN = Buffer.from('"message":"');
 const PLAIN_CLOSE = Buffer.from('"}\n');
 
 /** A container's pre-encoded part, alone and with the source before it and `"message":"` after it. */
@@ -90,11 +91,10 @@ export class JsonLinesEncoder implements LineEncoder {
     let parts = this.containerParts.get(container);
     if (parts === undefined) {
       const part = Buffer.from(stringifyContainer(container));
-      const open = Buffer.concat([MESSAGE_OPEN, QUOTE]);
       parts = {
         container: part,
-        stdout: Buffer.concat([SOURCE['stdout'] as Buffer, part, open]),
-        stderr: Buffer.concat([SOURCE['stderr'] as Buffer, part, open]),
+        stdout: Buffer.concat([SOURCE['stdout'] as Buffer, part, MESSAGE_STRING_OPEN]),
+        stderr: Buffer.concat([SOURCE['stderr'] as Buffer, part, MESSAGE_STRING_OPEN]),
       };
       this.containerParts.set(container, parts);
     }
