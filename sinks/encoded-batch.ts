@@ -241,6 +241,28 @@ export class BatchBuilder implements EntryWriter {
     return this.endEntry();
   }
 
+  /** Entry i of the open batch: a view when it lies in one chunk, else a copy of its parts. */
+  entry(i: number): Buffer {
+    const start = i === 0 ? 0 : (this.ends[i - 1] as number);
+    const end = this.ends[i] as number;
+    if (end === start) return Buffer.alloc(0);
+    const first = Math.floor(start / CHUNK_BYTES);
+    const last = Math.floor((end - 1) / CHUNK_BYTES);
+    if (first === last) return this.chunk(first).subarray(start - first * CHUNK_BYTES, end - first * CHUNK_BYTES);
+    const out = Buffer.allocUnsafe(end - start);
+    let at = 0;
+    for (let k = first; k <= last; k++) {
+      const base = k * CHUNK_BYTES;
+      at += this.chunk(k).copy(out, at, Math.max(start, base) - base, Math.min(end, base + CHUNK_BYTES) - base);
+    }
+    return out;
+  }
+
+  /** Chunk k of the open batch (the full ones, then the one being written). */
+  private chunk(k: number): Buffer {
+    return (k < this.full.length ? this.full[k] : this.cur) as Buffer;
+  }
+
   /** Takes back the entry added last (it was not queued after all). */
   removeLast(): void {
     this.ends.pop();

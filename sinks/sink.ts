@@ -9,7 +9,7 @@ import type { Int64Parts } from '../src/time.js';
 import type { Logger } from 'pino';
 import type { EncodedBatch, EntryWriter } from './encoded-batch.js';
 
-export { BatchBuilder, collectText, EncodedBatch, type EntryWriter } from './encoded-batch.js';
+export { BatchBuilder, collectText, EncodedBatch, type EntryWriter, type RecordEncoder } from './encoded-batch.js';
 
 /** Per-container metadata, computed once at StartLogging and shared by every record of the stream. */
 export interface ContainerMeta {

@@ -51,6 +51,16 @@ describe('BatchBuilder / EncodedBatch', () => {
     expect(batch.bytes.toString()).toBe(expected.join(''));
   });
 
+  it('gives each entry of the open batch back exactly before it is sealed, also entries straddling chunk ends', () => {
+    const b = new BatchBuilder();
+    const texts: string[] = [];
+    for (let i = 0; i < 2000; i++) texts.push(`entry ${i} ${'é'.repeat(i % 40)} ${'z'.repeat(i % 89)}\n`);
+    texts.push('w'.repeat(2 * CHUNK_BYTES + 5), '', 'last');
+    for (const t of texts) b.add(t);
+    expect(texts.map((_, i) => b.entry(i).toString())).toEqual(texts);
+    expect(b.seal().texts()).toEqual(texts); // reading entries changed nothing
+  });
+
   it('gives its chunks back to the pool when sealed, and keeps at most one while idle', () => {
     const b = new BatchBuilder();
     b.add('x'.repeat(5 * CHUNK_BYTES + 10)); // six chunks

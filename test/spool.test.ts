@@ -6,7 +6,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { type ContainerMeta, type LogRecord, recordId } from '../sinks/sink.js';
 import { crc32, crc32Js } from '../src/spool/crc32.js';
-import { nodeSpoolIo, Spool, type SpoolDropReason, type SpoolIo, type SpoolOptions } from '../src/spool/spool.js';
+import { nodeSpoolIo, Spool, type SpoolDropReason, type SpoolIo, type SpoolItem, type SpoolOptions } from '../src/spool/spool.js';
 import { bigIntToParts, partsToBigInt } from '../src/time.js';
 import { container, record } from './support/records.js';
 
@@ -22,15 +22,27 @@ function openSpool(dir: string, o: Partial<Omit<SpoolOptions, 'onDrop'>> = {}) {
   return { spool, drops };
 }
 
+/** Items that must all be records (not encoded bytes). */
+function asRecords(items: readonly SpoolItem[]): LogRecord[] {
+  return items.map((item) => {
+    if (item instanceof Uint8Array) throw new Error('expected a record, got encoded bytes');
+    return item;
+  });
+}
+
 /** Reads everything there is, acknowledging each batch. */
-async function drain(spool: Spool, maxRecords = 1000): Promise<LogRecord[]> {
-  const out: LogRecord[] = [];
+async function drainItems(spool: Spool, maxRecords = 1000): Promise<SpoolItem[]> {
+  const out: SpoolItem[] = [];
   for (;;) {
     const r = await spool.read(maxRecords, 1 << 30, true);
     if (r.kind !== 'batch') return out;
     out.push(...r.batch.records);
     spool.ack(r.batch.end);
   }
+}
+
+async function drain(spool: Spool, maxRecords = 1000): Promise<LogRecord[]> {
+  return asRecords(await drainItems(spool, maxRecords));
 }
 
 const lines = (rs: readonly LogRecord[]) => rs.map((r) => r.line.toString());
@@ -201,7 +213,7 @@ describe('Spool', () => {
     for (let b = 0; b < 5; b++) {
       const r = await spool.read(10, 1 << 30, true);
       if (r.kind !== 'batch') throw new Error('expected a batch');
-      acked.push(...r.batch.records);
+      acked.push(...asRecords(r.batch.records));
       spool.ack(r.batch.end);
     }
     const inFlight = await spool.read(10, 1 << 30, true);
@@ -210,7 +222,7 @@ describe('Spool', () => {
     const { spool: again } = openSpool(dir);
     const back = await drain(again, 10);
     expect(back.map(recordId)).toEqual(all.slice(acked.length).map(recordId));
-    expect(back.slice(0, inFlight.batch.records.length).map(recordId)).toEqual(inFlight.batch.records.map(recordId));
+    expect(back.slice(0, inFlight.batch.records.length).map(recordId)).toEqual(asRecords(inFlight.batch.records).map(recordId));
   });
 
   it('storeBefore puts records ahead of everything not yet acknowledged, also across a restart', async () => {
@@ -245,7 +257,7 @@ describe('Spool', () => {
     for (let i = 0; i < 12; i++) spool.append(record(`n${i}`, 30 + i, i % 2 === 0 ? { container: other } : {}));
     expect(segmentFiles(dir).length).toBeGreaterThan(2);
     const back: LogRecord[] = [];
-    for (let r = await spool.read(5, 1 << 30, true); r.kind === 'batch'; r = await spool.read(5, 1 << 30, true)) back.push(...r.batch.records);
+    for (let r = await spool.read(5, 1 << 30, true); r.kind === 'batch'; r = await spool.read(5, 1 << 30, true)) back.push(...asRecords(r.batch.records));
     expect(lines(back)).toEqual(Array.from({ length: 12 }, (_, i) => `n${i}`));
     expect(back[0]?.container.id).toBe(other.id);
     expect(drops).toEqual({});
@@ -255,6 +267,38 @@ describe('Spool', () => {
     spool.abandon();
     const { spool: again } = openSpool(dir);
     expect(lines(await drain(again))).toEqual([...Array.from({ length: 7 }, (_, i) => `h${5 + i}`), ...Array.from({ length: 12 }, (_, i) => `n${i}`)]);
+  });
+
+  it('stores a record as the sink encoded it (bytes) beside records, in order: read back as the same bytes, counted alike, across a restart, a SEAL and storeBefore', async () => {
+    const dir = tmpDir();
+    const { spool, drops } = openSpool(dir, { segmentBytes: 400 });
+    const wire = (i: number) => Buffer.from(`{"id":"e${i}","message":"line ${i} é"}\n`);
+    const written: SpoolItem[] = [];
+    for (let i = 0; i < 20; i++) {
+      const item = i % 3 === 0 ? record(`r${i}`, i) : wire(i);
+      written.push(item);
+      expect(spool.append(item)).toBeDefined();
+    }
+    expect(spool.append(Buffer.alloc(0))).toBeDefined(); // an empty encoding is still a record
+    written.push(Buffer.alloc(0));
+    expect(segmentFiles(dir).length).toBeGreaterThan(2); // sealed segments in between
+    const text = (items: readonly SpoolItem[]) => items.map((x) => (x instanceof Uint8Array ? `bytes:${Buffer.from(x).toString()}` : `record:${x.line.toString()}`));
+    const first = await spool.read(4, 1 << 30, true);
+    if (first.kind !== 'batch') throw new Error('expected a batch');
+    spool.ack(first.batch.end);
+    spool.abandon(); // crash: the rest comes back after a restart (segments scanned and SEALs counted alike)
+    const { spool: again } = openSpool(dir);
+    expect(again.hasUnread()).toBe(true);
+    again.storeBefore([wire(100), record('m', 101)]); // memory at a stop goes first
+    await again.close();
+    const { spool: third } = openSpool(dir);
+    const back = await drainItems(third);
+    expect(text(back)).toEqual(text([wire(100), record('m', 101), ...written.slice(first.batch.records.length)]));
+    expect(text(first.batch.records)).toEqual(text(written.slice(0, first.batch.records.length)));
+    expect(first.batch.records.length).toBeGreaterThan(1);
+    expect(drops).toEqual({});
+    await third.close();
+    expect(fs.existsSync(dir)).toBe(false);
   });
 
   it('held records in the segment the reader is in: skipped from where the reader stands', async () => {

@@ -6,10 +6,15 @@
  *   META   (1): metaIndex u32 | ContainerMeta as JSON      — once per distinct container per segment
  *   RECORD (2): metaIndex u32 | source u8 | flags u8 | timeHigh u32 | timeLow u32 | seq u32 | line bytes
  *   SEAL   (3): records u32                                 — last entry of a finished segment
+ *   ENCODED (4): the record as the sink encoded it (its wire form: a JSON line, a bulk action and
+ *               document, ...) — what write-through and a stop store from memory, where records are
+ *               kept as bytes. A spool belongs to one sink instance, so it is that sink's wire form;
+ *               read back, it goes into a batch as it is, with no second encoding.
  *
  * Every field recordId() reads (container id, source, time_nano, seq) round-trips exactly; the line is
- * raw bytes. A reader that meets a bad checksum scans forward for the next entry that checks out, so
- * one damaged record costs that record, not the segment.
+ * raw bytes (and an ENCODED entry carries the id the sink put in it). RECORD and ENCODED entries are
+ * both "records" to the counts, the SEAL and the reader. A reader that meets a bad checksum scans
+ * forward for the next entry that checks out, so one damaged record costs that record, not the segment.
  */
 import type { ContainerMeta, LogRecord } from '../../sinks/sink.js';
 import { crc32 } from './crc32.js';
@@ -22,7 +27,7 @@ export const RECORD_FIXED_BYTES = 1 + 4 + 1 + 1 + 4 + 4 + 4;
 /** Sanity bound on one entry; anything larger is a damaged length field. */
 export const MAX_ENTRY_BODY = 1 << 30;
 
-export const EntryType = { Meta: 1, Record: 2, Seal: 3 } as const;
+export const EntryType = { Meta: 1, Record: 2, Seal: 3, Encoded: 4 } as const;
 export type EntryType = (typeof EntryType)[keyof typeof EntryType];
 
 export const SEAL_ENTRY_BYTES = ENTRY_HEADER_BYTES + 1 + 4;
@@ -57,6 +62,19 @@ export function encodeRecord(buf: Buffer, at: number, r: LogRecord, metaIndex: n
   return finishEntry(buf, at, p - at - ENTRY_HEADER_BYTES);
 }
 
+/** Bytes an ENCODED entry of `length` wire bytes takes in a segment. */
+export function encodedEntryBytes(length: number): number {
+  return ENTRY_HEADER_BYTES + 1 + length;
+}
+
+/** Encodes an ENCODED entry holding `bytes` at `buf[at]` (the caller ensured room). Returns the bytes written. */
+export function encodeEncoded(buf: Buffer, at: number, bytes: Uint8Array): number {
+  const start = at + ENTRY_HEADER_BYTES;
+  buf[start] = EntryType.Encoded;
+  buf.set(bytes, start + 1);
+  return finishEntry(buf, at, 1 + bytes.length);
+}
+
 export function metaEntryBytes(json: Buffer): number {
   return ENTRY_HEADER_BYTES + 1 + 4 + json.length;
 }
@@ -81,6 +99,8 @@ export type ParsedEntry =
   | { readonly type: typeof EntryType.Meta; readonly metaIndex: number; readonly meta: ContainerMeta | undefined }
   | { readonly type: typeof EntryType.Record; readonly metaIndex: number; readonly decode: (meta: ContainerMeta) => LogRecord }
   | { readonly type: typeof EntryType.Seal; readonly records: number }
+  /** `bytes()` copies the wire bytes out. */
+  | { readonly type: typeof EntryType.Encoded; readonly bytes: () => Buffer }
   | { readonly type: 'unknown' };
 
 export type HeaderCheck =
@@ -99,6 +119,11 @@ export function readHeader(buf: Buffer, at: number): HeaderCheck {
 export function checksumOk(buf: Buffer, at: number, bodyLength: number): boolean {
   const bodyStart = at + ENTRY_HEADER_BYTES;
   return crc32(buf, bodyStart, bodyStart + bodyLength) === buf.readUInt32BE(at + 8);
+}
+
+/** True for the entry types that hold a record (RECORD, ENCODED): what the counts and the SEAL count. */
+export function holdsRecord(type: number | undefined): boolean {
+  return type === EntryType.Record || type === EntryType.Encoded;
 }
 
 /**
@@ -125,6 +150,7 @@ export function parseBody(buf: Buffer, at: number, bodyLength: number): ParsedEn
       }),
     };
   }
+  if (type === EntryType.Encoded) return { type: EntryType.Encoded, bytes: () => Buffer.from(buf.subarray(start + 1, end)) };
   if (type === EntryType.Meta && bodyLength >= 5) {
     return { type: EntryType.Meta, metaIndex: buf.readUInt32BE(start + 1), meta: parseMeta(buf.toString('utf8', start + 5, end)) };
   }

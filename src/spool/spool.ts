@@ -1,6 +1,8 @@
 /**
- * The disk spool of one sink instance: an append-only queue of LogRecords in segment files under its
- * own directory, read back in order in bounded batches, released by acknowledgement.
+ * The disk spool of one sink instance: an append-only queue of records in segment files under its
+ * own directory, read back in order in bounded batches, released by acknowledgement. A record is
+ * stored as a LogRecord (what overflows the memory queue) or as the sink's own encoding of it, bytes
+ * (what write-through and a stop take from memory, where records wait encoded): a SpoolItem.
  *
  * - **Append** is synchronous and never waits on the disk's flush: records are encoded into a staging
  *   buffer, written with one `write` per event-loop turn (or every 256 KiB) into the page cache, and
@@ -32,7 +34,8 @@ import type { Logger } from 'pino';
 import type { ContainerMeta, LogRecord } from '../../sinks/sink.js';
 import {
   ENTRY_HEADER_BYTES, ENTRY_MAGIC, EntryType, RECORD_FIXED_BYTES, SEAL_ENTRY_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC,
-  checksumOk, encodeMeta, encodeRecord, encodeSeal, metaEntryBytes, metaJson, parseBody, readHeader, recordEntryBytes,
+  checksumOk, encodeEncoded, encodeMeta, encodeRecord, encodeSeal, encodedEntryBytes, holdsRecord, metaEntryBytes, metaJson, parseBody,
+  readHeader, recordEntryBytes,
 } from './codec.js';
 import { type Checkpoint, CheckpointFile, type Position, comparePositions } from './checkpoint.js';
 import { META_FILE, type SpoolMeta, writeMetaSync } from './meta.js';
@@ -70,9 +73,12 @@ export interface SpoolOptions {
   readonly flushPerTask?: boolean;
 }
 
+/** A record as the spool stores it: the record, or the sink's encoding of it (its wire bytes). */
+export type SpoolItem = LogRecord | Uint8Array;
+
 export interface SpoolBatch {
-  readonly records: LogRecord[];
-  /** Sum of recordBytes() of the records (the runner's memory accounting). */
+  readonly records: SpoolItem[];
+  /** Sum of recordBytes() of the records, wire bytes plus 16 for an encoded one (the runner's memory accounting). */
   readonly bytes: number;
   /** ack(end) once the records are delivered. */
   readonly end: Position;
@@ -149,6 +155,11 @@ function recordBytesOfBody(bodyLength: number): number {
   return bodyLength - RECORD_FIXED_BYTES + 256;
 }
 
+/** What the runner accounts for an encoded record of this body length: its wire bytes and 16 (ENTRY_OVERHEAD_BYTES). */
+function encodedBytesOfBody(bodyLength: number): number {
+  return bodyLength - 1 + 16;
+}
+
 /** Appends encoded entries to a growable buffer. */
 class EntryBuffer {
   buf = Buffer.allocUnsafe(64 * 1024);
@@ -183,7 +194,7 @@ function scanSegment(file: string, size: number, startOff: number): { records: n
     const h = readHeader(buf, pos);
     if (h.ok && pos + ENTRY_HEADER_BYTES + h.bodyLength <= buf.length && checksumOk(buf, pos, h.bodyLength)) {
       const next = pos + ENTRY_HEADER_BYTES + h.bodyLength;
-      if (buf[pos + ENTRY_HEADER_BYTES] === EntryType.Record) {
+      if (holdsRecord(buf[pos + ENTRY_HEADER_BYTES])) {
         out.records++;
         if (pos < startOff) out.before++;
         out.recordsEnd = next;
@@ -346,12 +357,13 @@ export class Spool {
    * module comment); returns the position just past it, to acknowledge once it is delivered
    * (undefined when it could not be stored).
    */
-  append(record: LogRecord, held = false): Position | undefined {
+  append(item: SpoolItem, held = false): Position | undefined {
     if (this.closed) {
       this.lose('spool-error', 1, held ? 1 : 0);
       return undefined;
     }
-    const entryBytes = recordEntryBytes(record);
+    const record = item instanceof Uint8Array ? undefined : item;
+    const entryBytes = item instanceof Uint8Array ? encodedEntryBytes(item.length) : recordEntryBytes(item);
     if (entryBytes + SEGMENT_HEADER_BYTES + SEAL_ENTRY_BYTES > this.maxBytes) {
       this.lose('spool-full', 1, held ? 1 : 0); // larger than the whole spool
       return undefined;
@@ -361,7 +373,7 @@ export class Spool {
     for (;;) {
       w = this.writerFor(entryBytes, held);
       if (w === undefined) return undefined;
-      json = w.metaByObject.has(record.container) ? undefined : metaJson(record.container);
+      json = record === undefined || w.metaByObject.has(record.container) ? undefined : metaJson(record.container);
       const needed = entryBytes + (json !== undefined ? metaEntryBytes(Buffer.from(json)) : 0);
       // Room also for this segment's SEAL and the next one's header, so rolling never passes the bound.
       if (this.totalBytes + needed + SEAL_ENTRY_BYTES + SEGMENT_HEADER_BYTES <= this.maxBytes) break;
@@ -370,24 +382,12 @@ export class Spool {
         return undefined;
       }
     }
-    let metaIndex = w.metaByObject.get(record.container);
-    if (metaIndex === undefined) {
-      const text = json ?? metaJson(record.container);
-      metaIndex = w.metaByJson.get(text);
-      if (metaIndex === undefined) {
-        metaIndex = w.nextMeta++;
-        const bytes = Buffer.from(text);
-        this.staged.reserve(metaEntryBytes(bytes));
-        const n = encodeMeta(this.staged.buf, this.staged.len, metaIndex, bytes);
-        this.staged.len += n;
-        this.totalBytes += n;
-        w.metaByJson.set(text, metaIndex);
-        w.seg.metas?.set(metaIndex, record.container);
-      }
-      w.metaByObject.set(record.container, metaIndex);
+    if (record === undefined) {
+      this.staged.reserve(entryBytes);
+      this.staged.len += encodeEncoded(this.staged.buf, this.staged.len, item as Uint8Array);
+    } else {
+      this.stageRecord(w, record, json, entryBytes);
     }
-    this.staged.reserve(entryBytes);
-    this.staged.len += encodeRecord(this.staged.buf, this.staged.len, record, metaIndex);
     this.stagedRecords++;
     this.totalBytes += entryBytes;
     // The file is written at seg.size, staged bytes in order: this record ends here.
@@ -408,6 +408,28 @@ export class Spool {
       }
     } else this.flushImmediate ??= setImmediate(() => this.flush());
     return end;
+  }
+
+  /** Stages a RECORD entry (and, first, the META entry of its container if this segment has none yet). */
+  private stageRecord(w: Writer, record: LogRecord, json: string | undefined, entryBytes: number): void {
+    let metaIndex = w.metaByObject.get(record.container);
+    if (metaIndex === undefined) {
+      const text = json ?? metaJson(record.container);
+      metaIndex = w.metaByJson.get(text);
+      if (metaIndex === undefined) {
+        metaIndex = w.nextMeta++;
+        const bytes = Buffer.from(text);
+        this.staged.reserve(metaEntryBytes(bytes));
+        const n = encodeMeta(this.staged.buf, this.staged.len, metaIndex, bytes);
+        this.staged.len += n;
+        this.totalBytes += n;
+        w.metaByJson.set(text, metaIndex);
+        w.seg.metas?.set(metaIndex, record.container);
+      }
+      w.metaByObject.set(record.container, metaIndex);
+    }
+    this.staged.reserve(entryBytes);
+    this.staged.len += encodeRecord(this.staged.buf, this.staged.len, record, metaIndex);
   }
 
   /** `count` records could not be stored: dropped (onDrop), but for the `heldCount` held ones only logged — the caller still has them. */
@@ -641,7 +663,7 @@ export class Spool {
         }
         continue;
       }
-      const records: LogRecord[] = [];
+      const records: SpoolItem[] = [];
       let bytes = 0;
       let end = c.pos;
       let stop: 'full' | 'end' | 'caught-up' | 'no-room' = 'full';
@@ -654,25 +676,25 @@ export class Spool {
         }
         const parsed = parseBody(c.buf, e.at - c.bufStart, e.bodyLength);
         const after = e.at + ENTRY_HEADER_BYTES + e.bodyLength;
-        if (parsed.type === EntryType.Record) {
+        if (parsed.type === EntryType.Record || parsed.type === EntryType.Encoded) {
           if (e.at < c.seg.startOff || e.at < c.skipBefore) {
             c.pos = after; // acknowledged before the restart, or held (handed out when appended)
             continue;
           }
-          const meta = c.metas.get(parsed.metaIndex);
-          if (meta === undefined) {
+          const meta = parsed.type === EntryType.Record ? c.metas.get(parsed.metaIndex) : undefined;
+          if (parsed.type === EntryType.Record && meta === undefined) {
             c.pos = after;
             c.seg.consumed++;
             this.options.onDrop('spool-corrupt', 1);
             continue;
           }
-          const size = recordBytesOfBody(e.bodyLength);
+          const size = parsed.type === EntryType.Record ? recordBytesOfBody(e.bodyLength) : encodedBytesOfBody(e.bodyLength);
           if (records.length > 0 && bytes + size > maxBytes) break;
           if (records.length === 0 && size > maxBytes && !allowOversize) {
             stop = 'no-room';
             break;
           }
-          records.push(parsed.decode(meta));
+          records.push(parsed.type === EntryType.Record ? parsed.decode(meta as ContainerMeta) : parsed.bytes());
           bytes += size;
           c.pos = after;
           end = after;
@@ -875,7 +897,7 @@ export class Spool {
    * checkpoint's `resume`). With nothing unacknowledged in the spool this is a plain append.
    * Returns how many records were handed to the disk (failures are reported through onDrop).
    */
-  storeBefore(records: readonly LogRecord[]): number {
+  storeBefore(records: readonly SpoolItem[]): number {
     if (records.length === 0 || this.closed) return 0;
     this.flush();
     if (this.isEmpty() || this.checkpoint.resume !== undefined) {
@@ -893,6 +915,12 @@ export class Spool {
     const metas = new Map<ContainerMeta, number>();
     let recordsEnd = 0;
     for (const r of records) {
+      if (r instanceof Uint8Array) {
+        out.reserve(encodedEntryBytes(r.length));
+        out.len += encodeEncoded(out.buf, out.len, r);
+        recordsEnd = out.len;
+        continue;
+      }
       let idx = metas.get(r.container);
       if (idx === undefined) {
         idx = metas.size;
