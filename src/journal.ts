@@ -43,18 +43,18 @@ export interface PendingBytesLog {
 /**
  * A pipe gives each byte once: what shiplog has read is gone from the FIFO. So every chunk is
  * appended here (page cache: a process crash loses nothing written; no fsync) before it is
- * processed, and once its frames are in the store and the sinks' spools (the write-through spool
- * writes at the end of the task, and this runs after it), the file is cut back to the bytes of a
- * frame read only in part. After a `kill -9` the next start processes the file's bytes again (the
+ * processed, and once its frames are in the store and their records delivered or in the sinks'
+ * spools (LogStream calls SinkRunner.secure() first, once per event-loop turn), the file is cut back
+ * to the bytes of a frame read only in part. After a `kill -9` the next start processes the file's bytes again (the
  * store drops those it already holds, StoreWriter.dropStoredPrefix; sinks get them again with the
  * same ids), then reads on from the FIFO. What no user-space reader can keep: a chunk a kill catches
  * between read() and the append here (README, "What a kill -9 can lose"). A kill can also stop the
  * append itself part-way (a 64 KiB write into the page cache can be interrupted by a fatal signal,
  * e.g. while dirty-page throttling holds it): the state byte says an append was under way, and the
  * next reader keeps the whole frames, drops the one cut off and resyncs, instead of joining it to
- * unrelated bytes. A carry rewritten in place is marked "resync" until it is whole. Per FIFO chunk:
- * three writes to append (state, chunk, state) and one to four to cut back, all but the chunk one byte
- * or one partial frame. If a write fails (disk full), the file is removed, and a crash then costs what
+ * unrelated bytes. A carry rewritten in place is marked "resync" until it is whole. Three writes per FIFO
+ * chunk to append (state, chunk, state) and one to four per event-loop turn to cut back, all but the
+ * chunk one byte or one partial frame. If a write fails (disk full), the file is removed, and a crash then costs what
  * it did without it: the next reader resyncs.
  */
 export class PendingBytes implements PendingBytesLog {

@@ -59,8 +59,8 @@ export class LogStream implements FrameSink {
   private readonly reassembler: PartialReassembler;
   private finished = false;
   private warnedCorrupt = false;
-  /** The pending file is updated once per task, after the chunk's spool writes. */
-  private pendingUpdate = false;
+  /** The pending file is updated once per event-loop turn, after the sinks secured the records (secure()). */
+  private pendingUpdate: NodeJS.Immediate | undefined;
   /** Per source: the time_nano of the last record and how many records shared it (idempotent ids). */
   private readonly lastTime = { stdout: { low: -1, high: -1, seq: 0 }, stderr: { low: -1, high: -1, seq: 0 } };
 
@@ -157,14 +157,18 @@ export class LogStream implements FrameSink {
     this.parts.store.flush();
     crashPoint('after-store');
     const pending = this.parts.pending;
-    if (pending === undefined || this.pendingUpdate) return;
-    this.pendingUpdate = true;
-    // Queued after the write-through spools' end-of-task writes (they were queued by the pushes above).
-    queueMicrotask(() => {
-      this.pendingUpdate = false;
-      if (!this.finished) pending.processed(this.splitter.carry());
+    if (pending === undefined || this.pendingUpdate !== undefined) return;
+    // On the next turn: the batches the chunk's records went into were sealed at the end of this
+    // task, and a sink that writes synchronously (the file sink) has acknowledged them by then, so
+    // secure() only writes to the spool what is still waiting. Chunks read meanwhile join this update.
+    this.pendingUpdate = setImmediate(() => {
+      this.pendingUpdate = undefined;
+      if (this.finished) return;
+      for (const runner of this.parts.runners) runner.secure();
+      pending.processed(this.splitter.carry());
     });
   }
+
 
   private emit(line: AssembledLine): void {
     const source = line.source;
@@ -202,10 +206,12 @@ export class LogStream implements FrameSink {
     this.reassembler.flushAll();
     this.parts.store.flush();
     this.socket?.destroy();
+    if (this.pendingUpdate !== undefined) clearImmediate(this.pendingUpdate);
+    this.pendingUpdate = undefined;
+    for (const runner of this.parts.runners) runner.flush(); // sends the open batches and secures every record
     // A stop keeps the unfinished frame for the next reader; an EOF leaves nothing to keep.
     this.parts.pending?.processed(why === 'shutdown' ? this.splitter.carry() : Buffer.alloc(0));
     this.parts.pending?.close();
-    for (const runner of this.parts.runners) runner.flush();
     this.parts.logger.debug({ container: this.parts.container.id, file: this.parts.file, why, ...this.stats }, 'stream ended');
     this.resolveEnded(why);
   }

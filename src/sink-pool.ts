@@ -28,8 +28,9 @@ export interface SinkPoolOptions {
   /** Spool bound per sink instance (bytes); 0 = no spool. Default 1 GB. */
   readonly spoolMaxBytes?: number;
   /**
-   * Every record goes to the spool as it is queued (see sink-runner.ts). Default: the
-   * SPOOL_WRITE_THROUGH setting from the environment (true when unset).
+   * Every record not acknowledged within the event-loop turn that read it goes to the spool too
+   * (see sink-runner.ts). Default: the SPOOL_WRITE_THROUGH setting from the environment (true when
+   * unset).
    */
   readonly spoolWriteThrough?: boolean;
   /** Sink definitions recoverSpools() may recreate (default: the registry, sinks/index.ts). */

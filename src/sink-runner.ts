@@ -20,14 +20,19 @@
  * goes back to memory.
  *
  * Write-through (the default; `writeThrough: false` is memory first): a record that waits in memory
- * is also appended to the spool, as a *held* record (see spool.ts): it is written with the others of
- * its FIFO chunk at the end of the task and synced in the background, the reader skips it, and its
- * batch carries the position just past its last record. Memory batches and batches read back from
- * the spool then acknowledge alike: the checkpoint follows the first batch not yet done, after each
- * acknowledged batch. So memory is only a cache of the spool's newest records, nothing is read back
- * from disk while the sink keeps up, and after a crash (kill -9) the next start delivers everything
- * after the checkpoint: what was in memory too. Without write-through, records only in memory at a
- * crash are lost.
+ * is also appended to the spool, as a *held* record (see spool.ts), unless its batch is delivered
+ * first: secure() — called by the FIFO reader before its pending file lets go of the chunk that
+ * brought the records (log-stream.ts), and by the runner itself on the next event-loop turn — writes
+ * every record still waiting in memory to the spool in one write (synced in the background); the
+ * reader skips them, and their batch carries the position just past its last one. A sink that
+ * delivers within the task that brought the records (the file sink writes each FIFO read's batch at
+ * the end of that read) therefore costs the spool nothing; one that waits on a network has every
+ * record written through, as before. Batches that went through the spool and batches read back from
+ * it acknowledge alike: the checkpoint follows the first batch not yet done, after each acknowledged
+ * batch. So memory is only a cache of the spool's newest records, nothing is read back from disk
+ * while the sink keeps up, and after a crash (kill -9) the next start delivers everything after the
+ * checkpoint, and the FIFO reader's pending file the records that were not secured yet. Without
+ * write-through, records only in memory at a crash are lost.
  *
  * Delivery is at least once: a spooled record leaves the spool only when the sink acknowledged its
  * batch (or dead-lettered it); a batch in flight when shiplog stops or crashes is sent again, with the
@@ -43,11 +48,11 @@
 import { MemoryBudget } from './memory-budget.js';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
-import { BatchBuilder, type BatchLimits, EncodedBatch, FatalSinkError, type LogRecord, type Sink } from '../sinks/sink.js';
+import { BatchBuilder, type BatchLimits, EncodedBatch, FatalSinkError, type LogRecord, type RecordEncoder, type Sink } from '../sinks/sink.js';
 import { backoffDelay, sleep } from './backoff.js';
 import type { DeadLetterFile } from './dead-letters.js';
 import type { Position } from './spool/checkpoint.js';
-import { Spool, type SpoolOptions } from './spool/spool.js';
+import { Spool, type SpoolItem, type SpoolOptions } from './spool/spool.js';
 
 const RETRY_BASE_MS = 250;
 /** After a deadline passed, how long sink.close() may take (it may wait on requests given up on). */
@@ -88,12 +93,21 @@ interface Pending {
   /** Memory accounted for it (encoded bytes plus ENTRY_OVERHEAD_BYTES per entry). */
   readonly bytes: number;
   /** In the spool (read back, or written through): acknowledging it moves the spool's checkpoint here. */
-  readonly end: Position | undefined;
+  end: Position | undefined;
   /**
-   * Its records that are only in memory (all of them without write-through; with it, those whose held
-   * append failed): close() must spool them if the batch is not acknowledged by then.
+   * Some of its records are only in memory (all of them without write-through; with it, until secure()
+   * wrote them, or for good when a held append failed): close() must spool what is left of the batch
+   * if it is not acknowledged by then.
    */
-  readonly kept: readonly LogRecord[];
+  memoryOnly: boolean;
+  /** A held append of one of its entries failed: memoryOnly for good. */
+  spoolFailed: boolean;
+  /**
+   * Write-through: the batch as sealed while its entries from `securedFrom` on are not in the spool
+   * yet; secure() writes them there unless the batch is done first.
+   */
+  unsecured: EncodedBatch | undefined;
+  readonly securedFrom: number;
   done: boolean;
 }
 
@@ -128,8 +142,14 @@ export class SinkRunner {
   private batchBytes = 0;
   /** Write-through: the spool position just past the open batch's last record. */
   private batchEnd: Position | undefined;
-  /** Records of the open batch that are only in memory (see Pending.kept). */
-  private batchKept: LogRecord[] = [];
+  /** Write-through: entries of the open batch already in the spool (secure() wrote them). */
+  private batchSecured = 0;
+  /** Write-through: a held append of one of the open batch's entries failed (see Pending.memoryOnly). */
+  private batchSpoolFailed = false;
+  /** Write-through: sealed batches that had entries not yet in the spool when sealed, in order. */
+  private unsecuredBatches: Pending[] = [];
+  /** secure() queued for the next event-loop turn. */
+  private secureQueued: NodeJS.Immediate | undefined;
   private batchTimer: NodeJS.Timeout | undefined;
   /** The open batch reached promptBytes: its seal is queued for the end of the current task. */
   private sealQueued = false;
@@ -164,6 +184,10 @@ export class SinkRunner {
   readonly writeThrough: boolean;
   /** The sink lets an acknowledged batch's buffer be reused (Sink.releasesBatchOnSettle): seal into pooled buffers. */
   private readonly reusesBatchBuffers: boolean;
+  /** What the spool gives back into a batch: a record through the sink's encoder, an encoded one as it is. */
+  private readonly spoolItemEncoder: RecordEncoder<SpoolItem> = {
+    encode: (item, out) => (item instanceof Uint8Array ? out.bytes(item) : this.sink.encode(item, out)),
+  };
 
   constructor(
     readonly sink: Sink,
@@ -207,15 +231,7 @@ export class SinkRunner {
       const memoryOpen = !this.failing || this.spool === undefined;
       if (memoryOpen && this.stats.queuedBytes + bytes <= this.queueLimitBytes && this.budget.tryTake(bytes)) {
         this.stats.queuedBytes += bytes;
-        if (this.writeThrough) {
-          const spool = this.spool as Spool;
-          const end = spool.append(record, true);
-          if (end !== undefined) this.batchEnd = end;
-          else this.batchKept.push(record);
-          this.stats.spoolBytes = spool.bytes;
-        } else {
-          this.batchKept.push(record);
-        }
+        if (this.writeThrough) this.secureQueued ??= setImmediate(() => this.secure());
         this.batchBytes += bytes;
         if (this.batch.count >= this.limits.maxRecords || this.batchBytes >= this.limits.maxBytes) {
           this.seal();
@@ -229,6 +245,7 @@ export class SinkRunner {
       this.batch.removeLast();
       if (this.spool === undefined) return this.drop('queue-full', 1);
       this.seal(); // what is in memory goes before anything spooled
+      this.secure(); // held records go before the first one the spool's reader is to read
       this.spooling = true;
       this.logSpooling(memoryOpen
         ? 'sink backlog reached sink-queue-size: new records go to the disk spool until it is delivered'
@@ -241,11 +258,58 @@ export class SinkRunner {
     this.pump();
   }
 
-  /** Sends the open batch now instead of waiting for its timer. */
+  /** Sends the open batch now instead of waiting for its timer (and secures what is still only in memory). */
   flush(): void {
     this.seal();
-    if (this.spooling || this.writeThrough) this.spool?.flush();
+    this.secure();
+    if (this.spooling) this.spool?.flush();
     if (this.spooling) this.pump();
+  }
+
+  /**
+   * Write-through: every record waiting in memory that is not in the spool yet is written there now,
+   * as the sink encoded it (one write), so a crash from here on cannot lose it; batches delivered
+   * before this never touch the spool. The FIFO reader calls this before its pending file lets go of
+   * the bytes the records came from; the runner queues it for the next event-loop turn itself.
+   * Without write-through (or with nothing unsecured) it does nothing. No record object is kept for
+   * this: the entries are read from the batch, which memory holds anyway (record objects kept until
+   * the end of a FIFO read were promoted by the garbage collector: +80 MiB with 20 containers).
+   */
+  secure(): void {
+    if (this.secureQueued !== undefined) {
+      clearImmediate(this.secureQueued);
+      this.secureQueued = undefined;
+    }
+    const spool = this.spool;
+    if (!this.writeThrough || spool === undefined) return;
+    const open = this.batch.count;
+    if (this.unsecuredBatches.length === 0 && this.batchSecured === open) return;
+    for (const p of this.unsecuredBatches) {
+      const batch = p.unsecured;
+      p.unsecured = undefined;
+      if (p.done || batch === undefined) continue; // delivered first: nothing to keep
+      let failed = false;
+      let end: Position | undefined;
+      for (let i = p.securedFrom; i < batch.count; i++) {
+        const at = spool.append(batch.entry(i), true);
+        if (at === undefined) failed = true;
+        else end = at;
+      }
+      p.spoolFailed ||= failed;
+      p.memoryOnly = p.spoolFailed;
+      if (end === undefined) continue;
+      if (p.end === undefined) this.spoolAcks.push(p); // in order: every batch sealed before it is secured or done
+      p.end = end;
+    }
+    this.unsecuredBatches = [];
+    for (let i = this.batchSecured; i < open; i++) {
+      const at = spool.append(this.batch.entry(i), true);
+      if (at === undefined) this.batchSpoolFailed = true;
+      else this.batchEnd = at;
+    }
+    this.batchSecured = open;
+    spool.flush();
+    this.stats.spoolBytes = spool.bytes;
   }
 
   /** Resolves when nothing is buffered, spooled or in flight. */
@@ -267,6 +331,7 @@ export class SinkRunner {
 
   private async closeNow(deadlineMs: number): Promise<void> {
     this.seal();
+    this.secure(); // what is still to be delivered is in the spool, in order, before anything else happens
     this.batch.release();
     this.closed = true;
     let gaveUp = false;
@@ -309,14 +374,15 @@ export class SinkRunner {
   }
 
   /**
-   * At close: records held only in memory go to the spool, ahead of the spooled ones. (Written-through
-   * batches are there already, after the checkpoint; one whose append failed in part is stored whole:
-   * at least once.)
+   * At close: records held only in memory go to the spool, ahead of the spooled ones, as the sink
+   * encoded them. (Written-through batches are there already, after the checkpoint; one whose append
+   * failed in part is stored whole: at least once.)
    */
   private saveUnacknowledged(): void {
-    const memory: LogRecord[] = [];
+    const memory: Uint8Array[] = [];
     for (const p of this.unacked.values()) {
-      if (!p.done) memory.push(...p.kept);
+      if (p.done || !p.memoryOnly) continue;
+      for (let i = 0; i < p.batch.count; i++) memory.push(p.batch.entry(i));
     }
     this.unacked.clear();
     this.spoolAcks.length = 0;
@@ -366,18 +432,22 @@ export class SinkRunner {
     const batch = this.batch.seal(this.reusesBatchBuffers);
     const bytes = this.batchBytes;
     const end = this.batchEnd;
-    const kept = this.batchKept;
+    const securedFrom = this.writeThrough ? this.batchSecured : 0;
+    const unsecured = this.writeThrough && securedFrom < batch.count ? batch : undefined;
+    const spoolFailed = this.batchSpoolFailed;
+    const memoryOnly = !this.writeThrough || spoolFailed || unsecured !== undefined;
     this.batchBytes = 0;
     this.batchEnd = undefined;
-    this.batchKept = [];
-    this.enqueue(batch, bytes, end, kept);
+    this.batchSecured = 0;
+    this.batchSpoolFailed = false;
+    this.enqueue({ batch, bytes, end, memoryOnly, spoolFailed, unsecured, securedFrom });
   }
 
-  private enqueue(batch: EncodedBatch, bytes: number, end: Position | undefined, kept: readonly LogRecord[]): void {
-    const sealed = this.reusesBatchBuffers ? batch : undefined;
-    const p: Pending = { seq: this.seq++, sealed, batch, bytes, end, kept, done: false };
+  private enqueue(init: Omit<Pending, 'seq' | 'sealed' | 'done'>): void {
+    const p: Pending = { ...init, seq: this.seq++, sealed: this.reusesBatchBuffers ? init.batch : undefined, done: false };
     this.unacked.set(p.seq, p);
-    if (end !== undefined) this.spoolAcks.push(p);
+    if (p.end !== undefined) this.spoolAcks.push(p);
+    if (p.unsecured !== undefined) this.unsecuredBatches.push(p);
     void this.sending.add(() => this.deliver(p));
   }
 
@@ -404,11 +474,11 @@ export class SinkRunner {
         this.stats.spoolBytes = spool.bytes;
         if (this.stopping) return; // what was read stays in the spool, unacknowledged
         if (result.kind === 'batch') {
-          const batch = EncodedBatch.encode(this.sink, result.batch.records, this.reusesBatchBuffers);
+          const batch = EncodedBatch.encode(this.spoolItemEncoder, result.batch.records, this.reusesBatchBuffers);
           const bytes = batch.bytes.length + batch.count * ENTRY_OVERHEAD_BYTES;
           this.stats.queuedBytes += bytes;
           this.budget.force(bytes);
-          this.enqueue(batch, bytes, result.batch.end, []);
+          this.enqueue({ batch, bytes, end: result.batch.end, memoryOnly: false, spoolFailed: false, unsecured: undefined, securedFrom: 0 });
           this.pump();
         } else if (result.kind === 'empty') {
           if (spool.hasUnread()) this.pump();
@@ -448,6 +518,7 @@ export class SinkRunner {
       if (p.done) {
         p.sealed?.release();
         p.sealed = undefined;
+        p.unsecured = undefined; // delivered: secure() has nothing to keep of it
         this.stats.queuedBytes -= p.bytes;
         this.budget.give(p.bytes);
         this.unacked.delete(p.seq);

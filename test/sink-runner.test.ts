@@ -493,14 +493,14 @@ describe('SinkRunner with write-through (SPOOL_WRITE_THROUGH=true)', () => {
     await runner.close(1000);
   });
 
-  it('every record goes to the spool as it is queued; a sink that keeps up is fed from memory (no read from disk), and the checkpoint follows', async () => {
+  it('secure() puts every record waiting in memory into the spool; a sink that keeps up is fed from memory (no read from disk), and the checkpoint follows', async () => {
     const sink = new ControlledSink();
     const { runner, dir } = spooled(sink, { queueLimit: 1 << 20, writeThrough: true });
     const spool = runner.spool as NonNullable<typeof runner.spool>;
     const reads = vi.spyOn(spool, 'read');
     const all = range(500);
     for (const r of all.slice(0, 250)) runner.push(r);
-    await Promise.resolve(); // the end of the task: the records are in the file
+    runner.secure(); // as the FIFO reader does before its pending file lets go of the chunk: none is delivered yet
     expect(segFiles(dir).length).toBe(1);
     expect(spool.isEmpty()).toBe(false);
     for (const r of all.slice(250)) runner.push(r);
@@ -512,6 +512,28 @@ describe('SinkRunner with write-through (SPOOL_WRITE_THROUGH=true)', () => {
     expect(runner.stats.dropped).toEqual({});
     await runner.close(1000);
     expect(fs.existsSync(dir)).toBe(false);
+  });
+
+  it('a batch the sink acknowledges within the task that brought its records never touches the spool; one still waiting is written there on the next turn', async () => {
+    const sink = new ControlledSink(); // acknowledges at once (a few microtasks)
+    const { runner, dir } = spooled(sink, { queueLimit: 1 << 20, limits: { maxRecords: 10, maxLatencyMs: 60_000 }, writeThrough: true });
+    const spool = runner.spool as NonNullable<typeof runner.spool>;
+    const appends = vi.spyOn(spool, 'append');
+    const all = range(105);
+    for (const r of all.slice(0, 100)) runner.push(r); // ten full batches, sent as they are sealed
+    for (const r of all.slice(100)) runner.push(r); // an open batch: its timer is a minute away
+    await new Promise((resolve) => setImmediate(resolve)); // the next turn: the runner secured what still waits
+    expect(ids(sink.delivered)).toEqual(ids(all.slice(0, 100)));
+    // Written as the sink encoded them (bytes), held: the five of the open batch, nothing else.
+    expect(appends.mock.calls.map(([e]) => lineOfEntry(Buffer.from(e as Uint8Array).toString()))).toEqual(all.slice(100).map((r) => r.line.toString()));
+    expect(appends.mock.calls.every(([, held]) => held === true)).toBe(true);
+    expect(segFiles(dir).length).toBe(1);
+    runner.spool?.abandon(); // kill -9 now: the five waiting ones come again
+    const next = new ControlledSink();
+    const second = spooled(next, { dir, queueLimit: 1 << 20, writeThrough: true });
+    await second.runner.idle();
+    expect(ids(next.delivered)).toEqual(ids(all.slice(100)));
+    await second.runner.close(1000);
   });
 
   it('a crash (no close) with records only in memory: a new runner over the same directory delivers exactly the unacknowledged ones, same ids, in order', async () => {
@@ -529,9 +551,11 @@ describe('SinkRunner with write-through (SPOOL_WRITE_THROUGH=true)', () => {
     expect(first.runner.stats.spooled).toBe(0);
     first.runner.spool?.abandon(); // kill -9: no close, no flush, no sync
     const next = new ControlledSink();
+    const encodes = vi.spyOn(next, 'encode');
     const second = spooled(next, { dir: first.dir, queueLimit: 1 << 20, writeThrough: true });
     await second.runner.idle();
     expect(ids(next.delivered)).toEqual(ids(all.slice(acked)));
+    expect(encodes).not.toHaveBeenCalled(); // the spool gave them back as the first sink encoded them
     expect(second.runner.stats.dropped).toEqual({});
     await second.runner.close(1000);
     expect(fs.existsSync(first.dir)).toBe(false);
@@ -556,6 +580,7 @@ describe('SinkRunner with write-through (SPOOL_WRITE_THROUGH=true)', () => {
     const first = spooled(slow, { queueLimit: 1 << 20, limits: { concurrency: 3, maxLatencyMs: 1 }, writeThrough: true });
     const all = range(50);
     for (const r of all) first.runner.push(r);
+    first.runner.secure(); // before any batch is acknowledged: all five are in the spool
     await new Promise((resolve) => setTimeout(resolve, 30));
     expect(writes.length).toBe(5);
     expect(sink.delivered.length).toBe(40);
@@ -664,12 +689,12 @@ describe('SinkRunner with write-through (SPOOL_WRITE_THROUGH=true)', () => {
     const first = spooled(sink, { queueLimit: 1 << 20, spool: { io }, limits: { concurrency: 1 }, writeThrough: true });
     const all = range(30);
     for (const r of all.slice(0, 10)) first.runner.push(r);
-    await Promise.resolve();
+    first.runner.secure();
     failNext = true;
-    for (const r of all.slice(10, 20)) first.runner.push(r); // this write fails: in memory only
-    await Promise.resolve();
+    for (const r of all.slice(10, 20)) first.runner.push(r);
+    first.runner.secure(); // this write fails: in memory only
     for (const r of all.slice(20)) first.runner.push(r);
-    await Promise.resolve();
+    first.runner.secure();
     expect(segFiles(first.dir).length).toBe(2);
     expect(first.runner.stats.dropped).toEqual({});
     first.runner.spool?.abandon();

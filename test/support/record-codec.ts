@@ -1,35 +1,53 @@
 /**
- * Lets test sinks work with records under the encoded-batch contract: encode() gives each record a
- * number and an entry `<n>\t<line>` padded to ENTRY_BYTES (so every entry costs the runner the same
- * memory, ENTRY_COST), and records() maps a batch's entries back to the records encoded.
+ * Lets test sinks work with records under the encoded-batch contract: encode() writes each record as
+ * a small JSON object padded to ENTRY_BYTES (so every entry costs the runner the same memory,
+ * ENTRY_COST), and records() decodes a batch's entries back into records — any codec's entries, so a
+ * second runner can deliver what a first one spooled as bytes. Containers are named by an index into
+ * a registry shared by the process (tests use a handful).
  */
-import type { EncodedBatch, EntryWriter, LogRecord } from '../../sinks/sink.js';
+import type { ContainerMeta, EncodedBatch, EntryWriter, LogRecord } from '../../sinks/sink.js';
 import { ENTRY_OVERHEAD_BYTES } from '../../src/sink-runner.js';
+
+const containers: ContainerMeta[] = [];
+
+function containerIndex(c: ContainerMeta): number {
+  const i = containers.indexOf(c);
+  if (i >= 0) return i;
+  containers.push(c);
+  return containers.length - 1;
+}
+
+interface Wire {
+  c: number;
+  s: LogRecord['source'];
+  h: number;
+  l: number;
+  q: number;
+  t: boolean;
+  line: string;
+}
 
 export const ENTRY_BYTES = 240;
 /** What one short record costs the runner's memory bound. */
 export const ENTRY_COST = ENTRY_BYTES + ENTRY_OVERHEAD_BYTES;
 
 export class RecordCodec {
-  private readonly byNumber = new Map<number, LogRecord>();
-  private next = 0;
-
   encode(r: LogRecord, out: EntryWriter): void {
-    const n = this.next++;
-    this.byNumber.set(n, r);
-    out.text(`${n}\t${r.line.toString()}`.padEnd(ENTRY_BYTES));
+    const wire: Wire = { c: containerIndex(r.container), s: r.source, h: r.timeNano.high, l: r.timeNano.low, q: r.seq, t: r.truncated, line: r.line.toString('base64') };
+    out.text(JSON.stringify(wire).padEnd(ENTRY_BYTES));
   }
 
   records(batch: EncodedBatch): LogRecord[] {
     return batch.texts().map((text) => {
-      const r = this.byNumber.get(Number(text.slice(0, text.indexOf('\t'))));
-      if (r === undefined) throw new Error(`entry ${JSON.stringify(text.slice(0, 40))} was not encoded by this codec`);
-      return r;
+      const w = JSON.parse(text) as Wire;
+      const container = containers[w.c];
+      if (container === undefined) throw new Error(`entry ${JSON.stringify(text.slice(0, 40))} names no known container`);
+      return { container, source: w.s, timeNano: { high: w.h, low: w.l }, seq: w.q, truncated: w.t, line: Buffer.from(w.line, 'base64') };
     });
   }
 }
 
 /** The line of an entry RecordCodec made (e.g. one read back from a dead-letter file). */
 export function lineOfEntry(entry: string): string {
-  return entry.slice(entry.indexOf('\t') + 1).trimEnd();
+  return Buffer.from((JSON.parse(entry) as Wire).line, 'base64').toString();
 }
