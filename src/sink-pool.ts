@@ -28,8 +28,8 @@ export interface SinkPoolOptions {
   /** Spool bound per sink instance (bytes); 0 = no spool. Default 1 GB. */
   readonly spoolMaxBytes?: number;
   /**
-   * Every record not acknowledged within the event-loop turn that read it goes to the spool too
-   * (see sink-runner.ts). Default: the SPOOL_WRITE_THROUGH setting from the environment (true when
+   * Every record goes to the spool too (the file sink's: unless acknowledged within the event-loop
+   * turn that read it; see sink-runner.ts). Default: the SPOOL_WRITE_THROUGH setting from the environment (true when
    * unset).
    */
   readonly spoolWriteThrough?: boolean;

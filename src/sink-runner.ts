@@ -20,14 +20,16 @@
  * goes back to memory.
  *
  * Write-through (the default; `writeThrough: false` is memory first): a record that waits in memory
- * is also appended to the spool, as a *held* record (see spool.ts), unless its batch is delivered
- * first: secure() — called by the FIFO reader before its pending file lets go of the chunk that
- * brought the records (log-stream.ts), and by the runner itself on the next event-loop turn — writes
- * every record still waiting in memory to the spool in one write (synced in the background); the
- * reader skips them, and their batch carries the position just past its last one. A sink that
- * delivers within the task that brought the records (the file sink writes each FIFO read's batch at
- * the end of that read) therefore costs the spool nothing; one that waits on a network has every
- * record written through, as before. Batches that went through the spool and batches read back from
+ * is also in the spool, as a *held* record (see spool.ts): the reader skips it, and its batch carries
+ * the position just past its last one. For a sink that sends each batch at the end of the task that
+ * filled it (BatchLimits.promptBytes: the file sink writes each FIFO read's lines at the end of that
+ * read) only what is not acknowledged by the end of the turn goes there: secure() — called by the
+ * FIFO reader before its pending file lets go of the bytes the records came from (log-stream.ts), and
+ * by the runner itself on the next event-loop turn — writes those entries as the sink encoded them,
+ * in one write, so such a sink that keeps up costs the spool nothing. Any other sink (Elasticsearch:
+ * requests take longer than a turn) has each record appended as it is queued, in the spool's compact
+ * record form, written with the others of its FIFO chunk at the end of the task. Either way the
+ * spool is synced in the background. Batches that went through the spool and batches read back from
  * it acknowledge alike: the checkpoint follows the first batch not yet done, after each acknowledged
  * batch. So memory is only a cache of the spool's newest records, nothing is read back from disk
  * while the sink keeps up, and after a crash (kill -9) the next start delivers everything after the
@@ -184,6 +186,8 @@ export class SinkRunner {
   readonly writeThrough: boolean;
   /** The sink lets an acknowledged batch's buffer be reused (Sink.releasesBatchOnSettle): seal into pooled buffers. */
   private readonly reusesBatchBuffers: boolean;
+  /** Write-through waits for the end of the turn (see writeThroughOne) instead of appending each record as it is queued. */
+  private readonly securesAtTurnEnd: boolean;
   /** What the spool gives back into a batch: a record through the sink's encoder, an encoded one as it is. */
   private readonly spoolItemEncoder: RecordEncoder<SpoolItem> = {
     encode: (item, out) => (item instanceof Uint8Array ? out.bytes(item) : this.sink.encode(item, out)),
@@ -207,6 +211,7 @@ export class SinkRunner {
     const { writeThrough = true, ...options } = spoolOptions ?? {};
     this.writeThrough = spoolOptions !== undefined && writeThrough;
     this.reusesBatchBuffers = sink.releasesBatchOnSettle === true;
+    this.securesAtTurnEnd = limits.promptBytes !== undefined;
     const spool = spoolOptions !== undefined
       ? new Spool({ ...(options as Omit<SpoolOptions, 'onDrop'>), flushPerTask: this.writeThrough, onDrop: (reason, count) => this.drop(reason, count) })
       : undefined;
@@ -231,7 +236,7 @@ export class SinkRunner {
       const memoryOpen = !this.failing || this.spool === undefined;
       if (memoryOpen && this.stats.queuedBytes + bytes <= this.queueLimitBytes && this.budget.tryTake(bytes)) {
         this.stats.queuedBytes += bytes;
-        if (this.writeThrough) this.secureQueued ??= setImmediate(() => this.secure());
+        if (this.writeThrough) this.writeThroughOne(record);
         this.batchBytes += bytes;
         if (this.batch.count >= this.limits.maxRecords || this.batchBytes >= this.limits.maxBytes) {
           this.seal();
@@ -256,6 +261,26 @@ export class SinkRunner {
     this.stats.spooled++;
     this.stats.spoolBytes = spool.bytes;
     this.pump();
+  }
+
+  /**
+   * Write-through of a record just queued in the open batch: a sink that sends a batch at the end of
+   * the task that filled it (promptBytes) has usually delivered it before the turn ends, so the record
+   * is only secured then if still needed; for any other sink it goes to the spool now, as a record —
+   * its compact form (an Elasticsearch document is ten times the bytes of a short line's record), and
+   * nothing keeps the record object.
+   */
+  private writeThroughOne(record: LogRecord): void {
+    if (this.securesAtTurnEnd) {
+      this.secureQueued ??= setImmediate(() => this.secure());
+      return;
+    }
+    const spool = this.spool as Spool;
+    const end = spool.append(record, true);
+    if (end !== undefined) this.batchEnd = end;
+    else this.batchSpoolFailed = true;
+    this.batchSecured = this.batch.count;
+    this.stats.spoolBytes = spool.bytes;
   }
 
   /** Sends the open batch now instead of waiting for its timer (and secures what is still only in memory). */
@@ -283,7 +308,10 @@ export class SinkRunner {
     const spool = this.spool;
     if (!this.writeThrough || spool === undefined) return;
     const open = this.batch.count;
-    if (this.unsecuredBatches.length === 0 && this.batchSecured === open) return;
+    if (this.unsecuredBatches.length === 0 && this.batchSecured === open) {
+      spool.flush(); // records appended as they were queued (writeThroughOne) are in the file now
+      return;
+    }
     for (const p of this.unsecuredBatches) {
       const batch = p.unsecured;
       p.unsecured = undefined;

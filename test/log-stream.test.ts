@@ -52,7 +52,8 @@ describe('LogStream', () => {
     let open = (): void => undefined;
     const waitingSink = sink('waiting', new Promise<void>((resolve) => { open = resolve; }));
     const promptSink = sink('prompt');
-    const waiting = runner(waitingSink, dir, {});
+    // Both write through at the end of the turn (promptBytes); the waiting one's batch is never sealed early.
+    const waiting = runner(waitingSink, dir, { promptBytes: Number.MAX_SAFE_INTEGER, maxRecords: 20 });
     const prompt = runner(promptSink, dir, { promptBytes: 0 }); // sealed at the end of the read, written at once
     const promptAppends = vi.spyOn(prompt.spool as NonNullable<typeof prompt.spool>, 'append');
     const seen: { waitingSpooled: boolean; promptWritten: number }[] = [];
