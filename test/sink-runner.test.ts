@@ -525,27 +525,29 @@ for (const form of ['as queued', 'at the end of the turn'] as const) {
       expect(fs.existsSync(dir)).toBe(false);
     });
 
-    it.runIf(atTurnEnd)('a batch the sink acknowledges within the task that brought its records never touches the spool; one still waiting is written there on the next turn', async () => {
-      const sink = new ControlledSink(); // acknowledges at once (a few microtasks)
-      const { runner, dir } = spooled(sink, { queueLimit: 1 << 20, limits: { maxRecords: 10, maxLatencyMs: 60_000 }, writeThrough: true });
-      const spool = runner.spool as NonNullable<typeof runner.spool>;
-      const appends = vi.spyOn(spool, 'append');
-      const all = range(105);
-      for (const r of all.slice(0, 100)) runner.push(r); // ten full batches, sent as they are sealed
-      for (const r of all.slice(100)) runner.push(r); // an open batch: its timer is a minute away
-      await new Promise((resolve) => setImmediate(resolve)); // the next turn: the runner secured what still waits
-      expect(ids(sink.delivered)).toEqual(ids(all.slice(0, 100)));
-      // Written as the sink encoded them (bytes), held: the five of the open batch, nothing else.
-      expect(appends.mock.calls.map(([e]) => lineOfEntry(Buffer.from(e as Uint8Array).toString()))).toEqual(all.slice(100).map((r) => r.line.toString()));
-      expect(appends.mock.calls.every(([, held]) => held === true)).toBe(true);
-      expect(segFiles(dir).length).toBe(1);
-      runner.spool?.abandon(); // kill -9 now: the five waiting ones come again
-      const next = new ControlledSink();
-      const second = spooled(next, { dir, queueLimit: 1 << 20, writeThrough: true });
-      await second.runner.idle();
-      expect(ids(next.delivered)).toEqual(ids(all.slice(100)));
-      await second.runner.close(1000);
-    });
+    if (atTurnEnd) {
+      it('a batch the sink acknowledges within the task that brought its records never touches the spool; one still waiting is written there on the next turn', async () => {
+        const sink = new ControlledSink(); // acknowledges at once (a few microtasks)
+        const { runner, dir } = spooled(sink, { queueLimit: 1 << 20, limits: { maxRecords: 10, maxLatencyMs: 60_000 }, writeThrough: true });
+        const spool = runner.spool as NonNullable<typeof runner.spool>;
+        const appends = vi.spyOn(spool, 'append');
+        const all = range(105);
+        for (const r of all.slice(0, 100)) runner.push(r); // ten full batches, sent as they are sealed
+        for (const r of all.slice(100)) runner.push(r); // an open batch: its timer is a minute away
+        await new Promise((resolve) => setImmediate(resolve)); // the next turn: the runner secured what still waits
+        expect(ids(sink.delivered)).toEqual(ids(all.slice(0, 100)));
+        // Written as the sink encoded them (bytes), held: the five of the open batch, nothing else.
+        expect(appends.mock.calls.map(([e]) => lineOfEntry(Buffer.from(e as Uint8Array).toString()))).toEqual(all.slice(100).map((r) => r.line.toString()));
+        expect(appends.mock.calls.every(([, held]) => held === true)).toBe(true);
+        expect(segFiles(dir).length).toBe(1);
+        runner.spool?.abandon(); // kill -9 now: the five waiting ones come again
+        const next = new ControlledSink();
+        const second = spooled(next, { dir, queueLimit: 1 << 20, writeThrough: true });
+        await second.runner.idle();
+        expect(ids(next.delivered)).toEqual(ids(all.slice(100)));
+        await second.runner.close(1000);
+      });
+    }
 
     it('a crash (no close) with records only in memory: a new runner over the same directory delivers exactly the unacknowledged ones, same ids, in order', async () => {
       const sink = new ControlledSink();
