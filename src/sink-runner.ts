@@ -21,12 +21,12 @@
  *
  * Write-through (the default; `writeThrough: false` is memory first): a record that waits in memory
  * is also in the spool, as a *held* record (see spool.ts): the reader skips it, and its batch carries
- * the position just past its last one. For a sink that sends each batch at the end of the task that
- * filled it (BatchLimits.promptBytes: the file sink writes each FIFO read's lines at the end of that
- * read) only what is not acknowledged by the end of the turn goes there: secure() — called by the
- * FIFO reader before its pending file lets go of the bytes the records came from (log-stream.ts), and
- * by the runner itself on the next event-loop turn — writes those entries as the sink encoded them,
- * in one write, so such a sink that keeps up costs the spool nothing. Any other sink (Elasticsearch:
+ * the position just past its last one. For a sink that sends a batch at the end of the task that
+ * filled it (BatchLimits.promptBytes: the file sink writes a fast stream's FIFO read at the end of
+ * that read) only what is not acknowledged by the end of the turn goes there: secure() — called by
+ * the FIFO reader before its pending file lets go of the bytes the records came from (log-stream.ts),
+ * and by the runner itself on the next event-loop turn — writes those entries as the sink encoded
+ * them, in one write, so a fast stream such a sink keeps up with costs the spool nothing. Any other sink (Elasticsearch:
  * requests take longer than a turn) has each record appended as it is queued, in the spool's compact
  * record form, written with the others of its FIFO chunk at the end of the task. Either way the
  * spool is synced in the background. Batches that went through the spool and batches read back from

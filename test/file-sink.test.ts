@@ -409,10 +409,10 @@ describe('file sink: options', () => {
     expect(opts['file-format']).toBe('json');
   });
 
-  it('batches: each FIFO read\'s lines at the end of that read; with file-fsync gathered for up to 200 ms', () => {
+  it('batches: a FIFO read of 64 KiB of lines and more at the end of that read, a trickle for up to 200 ms; with file-fsync 200 ms always', () => {
     const definition: SinkDefinition<typeof fileOptions> = fileSink;
     const common = { maxRecords: 10_000, maxBytes: 4 * 1024 * 1024, maxLatencyMs: 200, concurrency: 1, maxRetries: Number.POSITIVE_INFINITY, backoffMaxMs: 5_000 };
-    expect(definition.batchLimits(options())).toEqual({ ...common, promptBytes: 0 });
+    expect(definition.batchLimits(options())).toEqual({ ...common, promptBytes: 64 * 1024 });
     expect(definition.batchLimits(options({ 'file-fsync': 'true' }))).toEqual(common);
   });
 });
