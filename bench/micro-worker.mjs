@@ -4,9 +4,10 @@
  *
  * Variants:
  *  - fifo-read: `cat file > fifo`, read with a net.Socket on an O_NONBLOCK fd, bytes discarded (the floor).
- *  - fifo-decode: the same read, each chunk through shiplog's FrameSplitter + decodeEntry (static code).
+ *  - fifo-decode: the same read, each chunk through shiplog's FrameSplitter + decodeEntryAt (static code).
  *  - split: in memory, FrameSplitter only (a sink that does nothing).
- *  - decode-static: in memory, FrameSplitter + decodeEntry (src/entry.ts: protobufjs static code).
+ *  - decode-static: in memory, FrameSplitter + decodeEntryAt (src/entry.ts: protobufjs static code, the
+ *    FIFO reader's path: the frame's offsets in the chunk, no view).
  *  - decode-reflect: in memory, FrameSplitter + protobufjs reflection (loadSync('proto/entry.proto')).
  * `chunk`: bytes per chunk handed to the splitter (65536 = a full pipe read), or 0 = one frame per
  * chunk (what a reader mostly gets from dockerd, which writes each frame with its own write()).
@@ -19,7 +20,7 @@ import { pathToFileURL } from 'node:url';
 
 const cfg = JSON.parse(process.argv[2]);
 const { FrameSplitter } = await import(pathToFileURL(path.join(cfg.app, 'dist/src/framing.js')).href);
-const { decodeEntry } = await import(pathToFileURL(path.join(cfg.app, 'dist/src/entry.js')).href);
+const { decodeEntryAt } = await import(pathToFileURL(path.join(cfg.app, 'dist/src/entry.js')).href);
 const protobuf = (await import(pathToFileURL(path.join(cfg.app, 'node_modules/protobufjs/index.js')).href)).default;
 
 let checksum = 0;
@@ -28,9 +29,9 @@ let frames = 0;
 function decodeReflectFactory() {
   const T = protobuf.loadSync(path.join(cfg.app, 'proto/entry.proto')).lookupType('LogEntry');
   const EMPTY = new Uint8Array(0);
-  // The same fields decodeEntry returns, from the reflection-generated decoder.
-  return (message) => {
-    const e = T.decode(message);
+  // The same fields decodeEntryAt returns, from the reflection-generated decoder.
+  return (buf, start, end) => {
+    const e = T.decode(buf.subarray(start, end));
     const t = e.timeNano;
     const meta = e.partialLogMetadata;
     return {
@@ -47,10 +48,10 @@ function decodeReflectFactory() {
 
 function makeSink(decode) {
   return {
-    onFrame(message) {
+    onFrame(buf, start, end) {
       frames++;
       if (decode !== undefined) {
-        const e = decode(message);
+        const e = decode(buf, start + 4, end);
         checksum = (checksum + e.line.length + (e.timeNano.low & 0xff) + e.source.length) | 0;
       }
     },
@@ -120,9 +121,9 @@ for (let i = 0; i < passes; i++) {
   let t;
   switch (cfg.variant) {
     case 'fifo-read': t = (await fifoPass(cfg.file, undefined)).ms; break;
-    case 'fifo-decode': t = (await fifoPass(cfg.file, decodeEntry)).ms; break;
+    case 'fifo-decode': t = (await fifoPass(cfg.file, decodeEntryAt)).ms; break;
     case 'split': t = await memPass(chunksOf(data, cfg.chunk), undefined); break;
-    case 'decode-static': t = await memPass(chunksOf(data, cfg.chunk), decodeEntry); break;
+    case 'decode-static': t = await memPass(chunksOf(data, cfg.chunk), decodeEntryAt); break;
     case 'decode-reflect': t = await memPass(chunksOf(data, cfg.chunk), decodeReflect); break;
     default: throw new Error(`unknown variant ${cfg.variant}`);
   }

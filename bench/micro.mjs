@@ -35,7 +35,7 @@ async function record(app, file, count, lineOf) {
 
 const VARIANTS = [
   { key: 'fifo-read', chunk: 65536, label: 'FIFO read only (net.Socket, discard)' },
-  { key: 'fifo-decode', chunk: 65536, label: 'FIFO read + FrameSplitter + decodeEntry' },
+  { key: 'fifo-decode', chunk: 65536, label: 'FIFO read + FrameSplitter + decodeEntryAt' },
   { key: 'split', chunk: 65536, label: 'in memory: FrameSplitter only, 64 KiB chunks' },
   { key: 'decode-static', chunk: 65536, label: 'in memory: split + decode, static code, 64 KiB chunks' },
   { key: 'decode-reflect', chunk: 65536, label: 'in memory: split + decode, reflection, 64 KiB chunks' },

@@ -23,7 +23,29 @@ const EMPTY = new Uint8Array(0);
 
 /** Decodes one LogEntry message. Throws on malformed protobuf; the caller counts and skips. */
 export function decodeEntry(message: Uint8Array): DecodedEntry {
-  const e = LogEntry.decode(protobuf.Reader.create(message));
+  return fromLogEntry(LogEntry.decode(protobuf.Reader.create(message)));
+}
+
+/** One reader for decodeEntryAt: decoding is synchronous, so it is never shared by two decodes at once. */
+const AT_READER = protobuf.Reader.create(Buffer.alloc(0));
+const NO_BYTES = Buffer.alloc(0);
+
+/**
+ * Decodes the LogEntry message at `buf[start, end)` without a view of it (the FIFO reader's hot
+ * path: `line` is still a view into `buf`). Throws on malformed protobuf, as decodeEntry.
+ */
+export function decodeEntryAt(buf: Buffer, start: number, end: number): DecodedEntry {
+  AT_READER.buf = buf;
+  AT_READER.pos = start;
+  AT_READER.len = end;
+  try {
+    return fromLogEntry(LogEntry.decode(AT_READER, end - start));
+  } finally {
+    AT_READER.buf = NO_BYTES; // keeps no chunk alive
+  }
+}
+
+function fromLogEntry(e: LogEntry): DecodedEntry {
   const meta = e.partialLogMetadata;
   const t = e.timeNano;
   return {

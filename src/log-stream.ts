@@ -6,7 +6,7 @@
 import type net from 'node:net';
 import type { Logger } from 'pino';
 import type { ContainerMeta, LogRecord } from '../sinks/sink.js';
-import { type DecodedEntry, decodeEntry, type LogSource } from './entry.js';
+import { type DecodedEntry, decodeEntryAt, type LogSource } from './entry.js';
 import { crashPoint } from './crash-point.js';
 import { openFifo } from './fifo.js';
 import { FrameSplitter, type FrameSink } from './framing.js';
@@ -108,22 +108,23 @@ export class LogStream implements FrameSink {
     this.finish('shutdown');
   }
 
-  onFrame(message: Buffer, framed: Buffer): void {
+  onFrame(buf: Buffer, start: number, end: number): void {
+    const messageStart = start + 4;
     let entry: DecodedEntry;
     try {
-      entry = decodeEntry(message);
+      entry = decodeEntryAt(buf, messageStart, end);
     } catch (err) {
       this.stats.skipped.corrupt++;
       // A frame that does not decode probably had a wrong length: the next real frame may start inside it.
-      this.splitter.resyncWithin(message);
+      this.splitter.resyncWithin(buf.subarray(messageStart, end));
       if (!this.warnedCorrupt) {
         this.warnedCorrupt = true;
-        this.parts.logger.warn({ container: this.parts.container.id, bytes: message.length, err: (err as Error).message }, 'corrupt frame skipped (further ones on this stream are only counted)');
+        this.parts.logger.warn({ container: this.parts.container.id, bytes: end - messageStart, err: (err as Error).message }, 'corrupt frame skipped (further ones on this stream are only counted)');
       }
       return;
     }
     this.stats.entries++;
-    this.parts.store.add(framed, entry.timeNano);
+    this.parts.store.add(buf, messageStart, end, entry.timeNano);
     this.reassembler.push(entry);
   }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeEntry, encodeEntry, frame } from '../src/entry.js';
+import { decodeEntry, decodeEntryAt, encodeEntry, frame } from '../src/entry.js';
 import { bigIntToParts, partsToBigInt } from '../src/time.js';
 
 describe('LogEntry codec', () => {
@@ -47,5 +47,24 @@ describe('LogEntry codec', () => {
 
   it('throws on malformed protobuf instead of returning garbage', () => {
     expect(() => decodeEntry(Buffer.from('0aff', 'hex'))).toThrow();
+  });
+
+  it('decodeEntryAt decodes the message at given offsets of a larger chunk exactly as decodeEntry decodes it alone, and stops at its end', () => {
+    const messages = [
+      encodeEntry('stdout', bigIntToParts(1795452233042059423n), Buffer.from('first')),
+      encodeEntry('stderr', bigIntToParts(1795452233042059424n), Buffer.from([0, 1, 2, 255])),
+      encodeEntry('stdout', bigIntToParts(5n), Buffer.alloc(0)),
+    ];
+    const chunk = Buffer.concat(messages.map((m) => frame(m)));
+    let at = 0;
+    for (const m of messages) {
+      const got = decodeEntryAt(chunk, at + 4, at + 4 + m.length);
+      const want = decodeEntry(m);
+      expect({ ...got, line: Buffer.from(got.line).toString('hex') }).toEqual({ ...want, line: Buffer.from(want.line).toString('hex') });
+      at += 4 + m.length;
+    }
+    expect(() => decodeEntryAt(Buffer.from('00000000000000020aff', 'hex'), 8, 10)).toThrow();
+    // After a failure the next decode starts clean.
+    expect(Buffer.from(decodeEntryAt(chunk, 4, 4 + (messages[0] as Uint8Array).length).line).toString()).toBe('first');
   });
 });

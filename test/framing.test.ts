@@ -20,7 +20,7 @@ function split(chunks: Buffer[], max?: number) {
   const framed: Buffer[] = [];
   const oversize: number[] = [];
   const s = new FrameSplitter({
-    onFrame: (m, f) => { got.push(Buffer.from(m)); framed.push(Buffer.from(f)); },
+    onFrame: (buf, start, end) => { got.push(Buffer.from(buf.subarray(start + 4, end))); framed.push(Buffer.from(buf.subarray(start, end))); },
     onOversize: (n) => oversize.push(n),
   }, max);
   for (const c of chunks) s.push(c);
@@ -51,11 +51,13 @@ describe('FrameSplitter', () => {
     }
   });
 
-  it('hands out frames that fit in a chunk as views, without copying', () => {
-    const views: Buffer[] = [];
-    const s = new FrameSplitter({ onFrame: (_m, f) => views.push(f), onOversize: () => undefined });
+  it('hands out frames that fit in a chunk as the chunk and their offsets in it, without copying', () => {
+    const handed: { buf: Buffer; start: number; end: number }[] = [];
+    const s = new FrameSplitter({ onFrame: (buf, start, end) => handed.push({ buf, start, end }), onOversize: () => undefined });
     s.push(bytes);
-    expect(views.every((v) => v.buffer === bytes.buffer)).toBe(true);
+    expect(handed.every((h) => h.buf === bytes)).toBe(true);
+    expect(hex(handed.map((h) => h.buf.subarray(h.start + 4, h.end)))).toBe(hex(messages));
+    expect(handed[handed.length - 1]?.end).toBe(bytes.length);
   });
 
   it('passes the framed bytes (with the length prefix) alongside the message', () => {
@@ -98,7 +100,7 @@ describe('FrameSplitter resync and carry', () => {
   function run(setup: (s: FrameSplitter) => void, chunks: Buffer[]) {
     const got: string[] = [];
     let skipped = 0;
-    const s = new FrameSplitter({ onFrame: (m) => got.push(m.toString('latin1')), onOversize: () => undefined, onResyncSkipped: (n) => { skipped += n; } });
+    const s = new FrameSplitter({ onFrame: (buf, start, end) => got.push(buf.toString('latin1', start + 4, end)), onOversize: () => undefined, onResyncSkipped: (n) => { skipped += n; } });
     setup(s);
     for (const c of chunks) s.push(c);
     return { got, skipped, s };

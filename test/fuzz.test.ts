@@ -4,7 +4,7 @@
  * every input is either processed or counted.
  */
 import { describe, expect, it } from 'vitest';
-import { decodeEntry, encodeEntry, frame } from '../src/entry.js';
+import { decodeEntryAt, encodeEntry, frame } from '../src/entry.js';
 import { FrameSplitter } from '../src/framing.js';
 import { bigIntToParts } from '../src/time.js';
 import { driverFixture, info } from './support/driver-fixture.js';
@@ -27,9 +27,9 @@ describe('decoder fuzz', () => {
     let resyncSkipped = 0;
     // Wired as LogStream wires it: a frame that does not decode makes the splitter look for the next frame start.
     const splitter: FrameSplitter = new FrameSplitter({
-      onFrame: (m) => {
+      onFrame: (buf, start, end) => {
         framesSeen++;
-        try { decodeEntry(m); decoded++; } catch { corrupt++; splitter.resyncWithin(m); }
+        try { decodeEntryAt(buf, start + 4, end); decoded++; } catch { corrupt++; splitter.resyncWithin(buf.subarray(start + 4, end)); }
       },
       onOversize: () => { oversize++; },
       onResyncSkipped: (n) => { resyncSkipped += n; },

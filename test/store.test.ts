@@ -50,7 +50,8 @@ function fifoFrame(e: TestEntry): Buffer {
 }
 
 function add(writer: ContainerLogWriter, e: TestEntry): void {
-  writer.add(fifoFrame(e), bigIntToParts(e.t));
+  const f = fifoFrame(e);
+  writer.add(f, 4, f.length, bigIntToParts(e.t));
 }
 
 /** `count` stdout entries with times T0 + (first+i)µs and lines "line-<n>", flushed `perFlush` at a time. */
@@ -221,7 +222,7 @@ describe('LogStore append and read', () => {
     let pos = 0;
     for (const e of entries) {
       const n = chunk.readUInt32BE(pos) + 4;
-      w.add(chunk.subarray(pos, pos + n), bigIntToParts(e.t));
+      w.add(chunk, pos + 4, pos + n, bigIntToParts(e.t));
       pos += n;
     }
     w.flush();

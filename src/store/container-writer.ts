@@ -24,9 +24,9 @@ export class StoreWriter implements ContainerLogWriter {
     private readonly onRelease: (writer: StoreWriter) => void,
   ) {}
 
-  add(framed: Buffer, timeNano: Int64Parts): void {
-    if (this.released || framed.length < 4) return;
-    const bodyLength = framed.length - 4;
+  add(source: Buffer, start: number, end: number, timeNano: Int64Parts): void {
+    if (this.released || end < start) return;
+    const bodyLength = end - start;
     if (bodyLength > MAX_RECORD_BODY) {
       // The reader would refuse it as corrupt; say so now instead.
       this.logger.warn({ container: this.container.id, bytes: bodyLength }, 'store: entry over 1 MB not stored');
@@ -36,9 +36,9 @@ export class StoreWriter implements ContainerLogWriter {
     if (needed > this.pending.length) this.grow(needed);
     const buf = this.pending;
     let at = this.pendingBytes;
-    // Write the header ourselves so header and footer agree even if the FIFO's prefix were off.
+    // Our own header: header and footer agree whatever the FIFO's prefix said.
     buf.writeUInt32BE(bodyLength, at);
-    framed.copy(buf, at + 4, 4);
+    source.copy(buf, at + 4, start, end);
     at += 4 + bodyLength;
     buf.writeUInt32BE(bodyLength, at);
     this.pendingBytes = at + 4;

@@ -53,8 +53,8 @@ export interface ReadRequest {
 }
 
 export interface ContainerLogWriter {
-  /** Queue one entry: `framed` is `[u32 BE len][LogEntry]` exactly as read from the FIFO (may be a view of a larger buffer: it is copied); timeNano is its decoded time. */
-  add(framed: Buffer, timeNano: Int64Parts): void;
+  /** Queue one entry: the LogEntry message bytes `buf[start, end)`, as read from the FIFO (copied); timeNano is its decoded time. */
+  add(buf: Buffer, start: number, end: number, timeNano: Int64Parts): void;
   /** Write everything queued since the last flush in ONE write syscall, then notify followers. Synchronous. */
   flush(): void;
   /** After a crash: drops queued records that are already the last ones stored (see StoreWriter). */
