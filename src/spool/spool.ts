@@ -352,8 +352,9 @@ export class Spool {
   // ---- append --------------------------------------------------------------------------------------
 
   /**
-   * Stores a record at the end of the spool. Synchronous; never throws; what cannot be stored is
-   * reported through onDrop. `held`: the caller keeps the record and delivers it itself (see the
+   * Stores a record — a LogRecord, or its sink's encoding of it as bytes (an ENCODED entry, no
+   * container metadata needed) — at the end of the spool. Synchronous; never throws; what cannot be
+   * stored is reported through onDrop. `held`: the caller keeps the record and delivers it itself (see the
    * module comment); returns the position just past it, to acknowledge once it is delivered
    * (undefined when it could not be stored).
    */
