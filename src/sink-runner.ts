@@ -96,13 +96,7 @@ interface Pending {
   readonly bytes: number;
   /** In the spool (read back, or written through): acknowledging it moves the spool's checkpoint here. */
   end: Position | undefined;
-  /**
-   * Some of its records are only in memory (all of them without write-through; with it, until secure()
-   * wrote them, or for good when a held append failed): close() must spool what is left of the batch
-   * if it is not acknowledged by then.
-   */
-  memoryOnly: boolean;
-  /** A held append of one of its entries failed: memoryOnly for good. */
+  /** A held append of one of its entries failed: some of its records are only in memory for good. */
   spoolFailed: boolean;
   /**
    * Write-through: the batch as sealed while its entries from `securedFrom` on are not in the spool
@@ -111,6 +105,27 @@ interface Pending {
   unsecured: EncodedBatch | undefined;
   readonly securedFrom: number;
   done: boolean;
+}
+
+/**
+ * Some of the batch's records are only in memory — all of them without write-through (no `end`); with
+ * it, until secure() wrote them, or for good when a held append failed: close() must spool what is
+ * left of the batch if it is not acknowledged by then.
+ */
+function hasRecordsOnlyInMemory(p: Pending): boolean {
+  return p.end === undefined || p.unsecured !== undefined || p.spoolFailed;
+}
+
+/** Appends entries [from, to) held: the position just past the last one stored, and whether any could not be. */
+function appendHeld(spool: Spool, entries: { entry(i: number): Buffer }, from: number, to: number): { end: Position | undefined; failed: boolean } {
+  let end: Position | undefined;
+  let failed = false;
+  for (let i = from; i < to; i++) {
+    const at = spool.append(entries.entry(i), true);
+    if (at === undefined) failed = true;
+    else end = at;
+  }
+  return { end, failed };
 }
 
 /** An empty batch (what is left of one that is delivered). */
@@ -146,7 +161,7 @@ export class SinkRunner {
   private batchEnd: Position | undefined;
   /** Write-through: entries of the open batch already in the spool (secure() wrote them). */
   private batchSecured = 0;
-  /** Write-through: a held append of one of the open batch's entries failed (see Pending.memoryOnly). */
+  /** Write-through: a held append of one of the open batch's entries failed (see Pending.spoolFailed). */
   private batchSpoolFailed = false;
   /** Write-through: sealed batches that had entries not yet in the spool when sealed, in order. */
   private unsecuredBatches: Pending[] = [];
@@ -299,8 +314,9 @@ export class SinkRunner {
    * before this never touch the spool. The FIFO reader calls this before its pending file lets go of
    * the bytes the records came from; the runner queues it for the next event-loop turn itself.
    * Without write-through it does nothing; for a sink that writes through as records are queued
-   * (writeThroughOne) it only flushes what they staged. No record object is kept for this: the entries are read from the batch, which memory holds anyway (record objects kept until
-   * the end of a FIFO read were promoted by the garbage collector: +80 MiB with 20 containers).
+   * (writeThroughOne) it only flushes what they staged. No record object is kept for this: the
+   * entries are read from the batch, which memory holds anyway (record objects kept until the end of
+   * a FIFO read were promoted by the garbage collector: +80 MiB with 20 containers).
    */
   secure(): void {
     if (this.secureQueued !== undefined) {
@@ -318,25 +334,16 @@ export class SinkRunner {
       const batch = p.unsecured;
       p.unsecured = undefined;
       if (p.done || batch === undefined) continue; // delivered first: nothing to keep
-      let failed = false;
-      let end: Position | undefined;
-      for (let i = p.securedFrom; i < batch.count; i++) {
-        const at = spool.append(batch.entry(i), true);
-        if (at === undefined) failed = true;
-        else end = at;
-      }
+      const { end, failed } = appendHeld(spool, batch, p.securedFrom, batch.count);
       p.spoolFailed ||= failed;
-      p.memoryOnly = p.spoolFailed;
       if (end === undefined) continue;
       if (p.end === undefined) this.spoolAcks.push(p); // in order: every batch sealed before it is secured or done
       p.end = end;
     }
     this.unsecuredBatches = [];
-    for (let i = this.batchSecured; i < open; i++) {
-      const at = spool.append(this.batch.entry(i), true);
-      if (at === undefined) this.batchSpoolFailed = true;
-      else this.batchEnd = at;
-    }
+    const { end, failed } = appendHeld(spool, this.batch, this.batchSecured, open);
+    this.batchSpoolFailed ||= failed;
+    this.batchEnd = end ?? this.batchEnd;
     this.batchSecured = open;
     spool.flush();
     this.stats.spoolBytes = spool.bytes;
@@ -411,7 +418,7 @@ export class SinkRunner {
   private saveUnacknowledged(): void {
     const memory: Uint8Array[] = [];
     for (const p of this.unacked.values()) {
-      if (p.done || !p.memoryOnly) continue;
+      if (p.done || !hasRecordsOnlyInMemory(p)) continue;
       for (let i = 0; i < p.batch.count; i++) memory.push(p.batch.entry(i));
     }
     this.unacked.clear();
@@ -465,12 +472,11 @@ export class SinkRunner {
     const securedFrom = this.writeThrough ? this.batchSecured : 0;
     const unsecured = this.writeThrough && securedFrom < batch.count ? batch : undefined;
     const spoolFailed = this.batchSpoolFailed;
-    const memoryOnly = !this.writeThrough || spoolFailed || unsecured !== undefined;
     this.batchBytes = 0;
     this.batchEnd = undefined;
     this.batchSecured = 0;
     this.batchSpoolFailed = false;
-    this.enqueue({ batch, bytes, end, memoryOnly, spoolFailed, unsecured, securedFrom });
+    this.enqueue({ batch, bytes, end, spoolFailed, unsecured, securedFrom });
   }
 
   private enqueue(init: Omit<Pending, 'seq' | 'sealed' | 'done'>): void {
@@ -508,7 +514,7 @@ export class SinkRunner {
           const bytes = batch.bytes.length + batch.count * ENTRY_OVERHEAD_BYTES;
           this.stats.queuedBytes += bytes;
           this.budget.force(bytes);
-          this.enqueue({ batch, bytes, end: result.batch.end, memoryOnly: false, spoolFailed: false, unsecured: undefined, securedFrom: 0 });
+          this.enqueue({ batch, bytes, end: result.batch.end, spoolFailed: false, unsecured: undefined, securedFrom: 0 });
           this.pump();
         } else if (result.kind === 'empty') {
           if (spool.hasUnread()) this.pump();
