@@ -255,6 +255,20 @@ const ids = (rs: readonly LogRecord[]) => rs.map(recordId);
 const range = (n: number, prefix = 'r') => Array.from({ length: n }, (_, i) => record(`${prefix}${i}`, i));
 const ONE = ENTRY_COST;
 
+/**
+ * Pushes `n` records `line <i>` into a runner whose sink hangs, tracking the most memory it held (as
+ * each record is queued and at each write call). Returns that maximum so far.
+ */
+function pushTrackingQueue(runner: SinkRunner, sink: ControlledSink, n: number): () => number {
+  let maxQueued = 0;
+  sink.onWrite = () => { maxQueued = Math.max(maxQueued, runner.stats.queuedBytes); };
+  for (let i = 0; i < n; i++) {
+    runner.push(record(`line ${i}`, i));
+    maxQueued = Math.max(maxQueued, runner.stats.queuedBytes);
+  }
+  return () => maxQueued;
+}
+
 /** A runner with a spool; memory first (SPOOL_WRITE_THROUGH=false) unless `writeThrough`. */
 function spooledRunner(sink: Sink, o: { queueLimit: number; limits?: Partial<BatchLimits>; dir?: string; spool?: Partial<Omit<SpoolOptions, 'onDrop'>>; writeThrough?: boolean }) {
   const dir = o.dir ?? path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'runner-spool-')), 'spool');
@@ -319,17 +333,12 @@ describe('SinkRunner with a disk spool, memory first (SPOOL_WRITE_THROUGH=false)
     const sink = new ControlledSink('hang');
     const limit = 64 * 1024;
     const { runner } = spooled(sink, { queueLimit: limit, limits: { maxRecords: 500, maxBytes: 1 << 20, concurrency: 2 } });
-    let maxQueued = 0;
-    sink.onWrite = () => { maxQueued = Math.max(maxQueued, runner.stats.queuedBytes); };
     const n = 100_000;
-    for (let i = 0; i < n; i++) {
-      runner.push(record(`line ${i}`, i));
-      maxQueued = Math.max(maxQueued, runner.stats.queuedBytes);
-    }
+    const maxQueued = pushTrackingQueue(runner, sink, n);
     expect(runner.stats.spoolBytes).toBeGreaterThan(10 * limit); // the backlog is on disk, not in memory
     sink.up();
     await runner.idle();
-    expect(maxQueued).toBeLessThanOrEqual(limit);
+    expect(maxQueued()).toBeLessThanOrEqual(limit);
     expect(sink.delivered.length).toBe(n);
     expect(sink.delivered.every((r, i) => r.line.toString() === `line ${i}`)).toBe(true);
     expect(runner.stats.dropped).toEqual({});
@@ -614,18 +623,13 @@ for (const form of ['as queued', 'at the end of the turn'] as const) {
       const limit = 64 * 1024;
       const { runner } = spooled(sink, { queueLimit: limit, limits: { maxRecords: 500, maxBytes: 1 << 20, concurrency: 2 }, writeThrough: true });
       const reads = vi.spyOn(runner.spool as NonNullable<typeof runner.spool>, 'read');
-      let maxQueued = 0;
-      sink.onWrite = () => { maxQueued = Math.max(maxQueued, runner.stats.queuedBytes); };
       const n = 100_000;
-      for (let i = 0; i < n; i++) {
-        runner.push(record(`line ${i}`, i));
-        maxQueued = Math.max(maxQueued, runner.stats.queuedBytes);
-      }
+      const maxQueued = pushTrackingQueue(runner, sink, n);
       expect(runner.stats.spoolBytes).toBeGreaterThan(10 * limit);
       expect(runner.stats.spooled).toBeGreaterThan(n - Math.ceil(limit / ONE) - 1);
       sink.up();
       await runner.idle();
-      expect(maxQueued).toBeLessThanOrEqual(limit);
+      expect(maxQueued()).toBeLessThanOrEqual(limit);
       expect(reads).toHaveBeenCalled();
       expect(sink.delivered.length).toBe(n);
       expect(sink.delivered.every((r, i) => r.line.toString() === `line ${i}`)).toBe(true);
