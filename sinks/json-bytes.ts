@@ -4,20 +4,9 @@
  * string, stringified and encoded back to UTF-8.
  */
 import type { EntryWriter } from './encoded-batch.js';
+import { isPlainJsonText } from './plain-bytes.js';
 
 const QUOTE = Buffer.from('"');
-
-/**
- * True when the bytes are printable ASCII without `"` or `\\`: then JSON.stringify of their text is
- * exactly them between quotes.
- */
-export function isPlainJsonText(line: Uint8Array): boolean {
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i] as number;
-    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return false;
-  }
-  return true;
-}
 
 /**
  * `line` as a JSON string value, quotes included: the same bytes JSON.stringify(line.toString('utf8'))
@@ -31,18 +20,6 @@ export function writeJsonString(line: Buffer, out: EntryWriter): void {
   } else {
     out.text(JSON.stringify(line.toString('utf8')));
   }
-}
-
-/**
- * True when the bytes are printable ASCII that Docker's json-file writer (ffjson) copies as they are:
- * none of `"` `\\` and, since it escapes them for browsers, `<` `>` `&`.
- */
-export function isPlainDockerJsonText(line: Uint8Array): boolean {
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i] as number;
-    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c || c === 0x3c || c === 0x3e || c === 0x26) return false;
-  }
-  return true;
 }
 
 const HEX = '0123456789abcdef';

@@ -5,7 +5,7 @@ import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FileSink, type FileOptions, fileOptions, fileSink, resolveFilePath } from '../sinks/file.js';
 import { JsonLinesEncoder, planRotations } from '../sinks/file/json-lines.js';
-import { isPlainJsonText } from '../sinks/json-bytes.js';
+import { isPlainJsonText } from '../sinks/plain-bytes.js';
 import { RotatingFile } from '../sinks/file/rotating-file.js';
 import {
   BatchBuilder, type ContainerMeta, EncodedBatch, FatalSinkError, type LogRecord, RetryableSinkError, type Sink, type SinkDefinition, type WriteOutcome,

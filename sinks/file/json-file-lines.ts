@@ -10,7 +10,8 @@
  * valid UTF-8 (U+FFFD here, `\ufffd` there). A line shiplog cut at partial-max-size carries no mark (json-file has no field for it). About a quarter
  * of the bytes of the default format for short lines: no container fields on every line.
  */
-import { dockerJsonStringBody, isPlainDockerJsonText } from '../json-bytes.js';
+import { dockerJsonStringBody } from '../json-bytes.js';
+import { isPlainDockerJsonText } from '../plain-bytes.js';
 import type { ContainerMeta, EntryWriter, LogRecord } from '../sink.js';
 import { RFC3339_NANO_BYTES, Rfc3339NanoSlot } from '../../src/time.js';
 import type { LineEncoder } from './json-lines.js';

@@ -12,7 +12,8 @@
  * that batch the file must be rotated.
  */
 import { collectText, type ContainerMeta, type EncodedBatch, type EntryWriter, type LogRecord } from '../sink.js';
-import { isPlainJsonText, writeJsonString } from '../json-bytes.js';
+import { writeJsonString } from '../json-bytes.js';
+import { isPlainJsonText } from '../plain-bytes.js';
 import { RFC3339_NANO_BYTES, Rfc3339NanoSlot } from '../../src/time.js';
 
 /** Where a rotation must happen: before entry `record`, which starts at byte `offset` of batch.bytes. */
