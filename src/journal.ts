@@ -13,21 +13,32 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { ContainerInfo } from './container-info.js';
 
-/** First byte of a pending file: what follows is exact (continue with it) … */
-const STATE_EXACT = 1;
-/** … or the reader was looking for a frame start, or rewriting the file (the next reader must resync) … */
-const STATE_RESYNC = 0;
 /**
- * … or a chunk was being appended: what follows is the stream up to a point inside that chunk, and
- * the rest of the chunk is lost (a kill stopped the write part-way). The next reader processes the
- * whole frames, drops the frame cut short and resyncs.
+ * The pending file: a 9-byte header — state, then `start` and `end` (uint32 LE) — and the bytes
+ * `[start, end)` of the data area after it. Older versions wrote a state byte (0, 1, 2 below) and
+ * the bytes after it; such a file left by an upgraded shiplog is still read.
  */
-const STATE_APPENDING = 2;
+const HEADER_BYTES = 9;
+/** The bytes `[start, end)` are exact: the next reader continues with them … */
+const STATE_EXACT = 0x11;
+/** … or the reader was looking for a frame start: the next one must resync. */
+const STATE_RESYNC = 0x10;
+const LEGACY_STATE_EXACT = 1;
+const LEGACY_STATE_APPENDING = 2;
+/**
+ * Live bytes move back to the start of the data area once `end` passes this, at the next cut that
+ * leaves no more of them than the bytes before them (so a move never overwrites what it moves); a
+ * cut that leaves none starts over at 0 at no cost. The
+ * file stays at about this size: overwritten in place, never truncated (an ftruncate per event-loop
+ * turn freed the pages the next chunk had to allocate again: ~30 of the ~34 µs the pending file
+ * cost per 64 KiB chunk; BENCHMARKS.md).
+ */
+const COMPACT_AT_BYTES = 256 * 1024;
 
 /** What an earlier reader left in its pending file. */
 export interface TakenCarry {
   readonly bytes: Buffer;
-  /** The last append was cut short: after `bytes`' whole frames, the next reader must resync. */
+  /** The last append was cut short (a file of an older version): after `bytes`' whole frames, the next reader must resync. */
   readonly cutShort: boolean;
 }
 
@@ -35,40 +46,45 @@ export interface TakenCarry {
 export interface PendingBytesLog {
   /** Bytes just read from the FIFO, before anything is done with them. */
   append(chunk: Buffer): void;
-  /** Everything read so far is in the store and handed to sinks, but for `carry` (undefined: resyncing). */
+  /**
+   * Everything read so far is in the store and handed to sinks, but for `carry`, the bytes of a frame
+   * read only in part (the last bytes appended; undefined: resyncing).
+   */
   processed(carry: Buffer | undefined): void;
   close(): void;
 }
 
 /**
  * A pipe gives each byte once: what shiplog has read is gone from the FIFO. So every chunk is
- * appended here (page cache: a process crash loses nothing written; no fsync) before it is
+ * written here (page cache: a process crash loses nothing written; no fsync) before it is
  * processed, and once its frames are in the store and their records delivered or in the sinks'
- * spools (LogStream calls SinkRunner.secure() first, once per event-loop turn), the file is cut back
- * to the bytes of a frame read only in part. After a `kill -9` the next start processes the file's bytes again (the
- * store drops those it already holds, StoreWriter.dropStoredPrefix; sinks get them again with the
- * same ids), then reads on from the FIFO. What no user-space reader can keep: a chunk a kill catches
- * between read() and the append here (README, "What a kill -9 can lose"). A kill can also stop the
- * append itself part-way (a 64 KiB write into the page cache can be interrupted by a fatal signal,
- * e.g. while dirty-page throttling holds it): the state byte says an append was under way, and the
- * next reader keeps the whole frames, drops the one cut off and resyncs, instead of joining it to
- * unrelated bytes. A carry rewritten in place is marked "resync" until it is whole. Three writes per FIFO
- * chunk to append (state, chunk, state) and one to four per event-loop turn to cut back, all but the
- * chunk one byte or one partial frame. If a write fails (disk full), the file is removed, and a crash then costs what
- * it did without it: the next reader resyncs.
+ * spools (LogStream calls SinkRunner.secure() first, once per event-loop turn), the header is moved
+ * on to the bytes of a frame read only in part. After a `kill -9` the next start processes the
+ * file's bytes again (the store drops those it already holds, StoreWriter.dropStoredPrefix; sinks get
+ * them again with the same ids), then reads on from the FIFO.
+ *
+ * Every change is one write of data the header does not cover yet, then one write of the header
+ * (9 bytes in one page: a kill cannot stop it part-way). So a kill leaves the old header or the new
+ * one, never bytes it does not describe. What no user-space reader can keep: a chunk a kill catches
+ * between read() and the end of its write here (README, "What a kill -9 can lose"). Two writes per
+ * FIFO chunk, one per event-loop turn, and now and then a carry's bytes and one more header. If a write
+ * fails (disk full), the file is removed, and a crash then costs what it did without it: the next
+ * reader resyncs.
  */
 export class PendingBytes implements PendingBytesLog {
   private fd: number | undefined;
-  /** Bytes after the state byte. */
-  private length = 0;
-  private state = STATE_EXACT;
+  /** As the header on disk says (none yet: the first header is always written). */
+  private state = -1;
+  /** The live bytes: `[start, end)` of the data area. */
+  private start = 0;
+  private end = 0;
+  private readonly header = Buffer.alloc(HEADER_BYTES);
 
   constructor(private readonly file: string, private readonly logger: Logger, resume: Buffer | undefined) {
     try {
       this.fd = fs.openSync(file, 'w', 0o600);
-      this.writeState(resume === undefined ? STATE_RESYNC : STATE_EXACT);
-      if (resume !== undefined && resume.length > 0) this.writeAll(resume, 1);
-      this.length = resume?.length ?? 0;
+      if (resume !== undefined && resume.length > 0) this.writeData(resume, 0);
+      this.writeHeader(resume === undefined ? STATE_RESYNC : STATE_EXACT, 0, resume?.length ?? 0);
     } catch (err) {
       this.fail(err);
     }
@@ -77,12 +93,8 @@ export class PendingBytes implements PendingBytesLog {
   append(chunk: Buffer): void {
     if (this.fd === undefined) return;
     try {
-      // A kill can stop a large write part-way: the marker tells the next reader the end may be cut short.
-      const marked = this.state === STATE_EXACT;
-      if (marked) this.writeState(STATE_APPENDING);
-      this.writeAll(chunk, 1 + this.length);
-      this.length += chunk.length;
-      if (marked) this.writeState(STATE_EXACT);
+      this.writeData(chunk, this.end);
+      this.writeHeader(this.state, this.start, this.end + chunk.length);
     } catch (err) {
       this.fail(err);
     }
@@ -92,30 +104,46 @@ export class PendingBytes implements PendingBytesLog {
     if (this.fd === undefined) return;
     try {
       if (carry === undefined) {
-        if (this.state !== STATE_RESYNC) this.writeState(STATE_RESYNC);
-        if (this.length !== 0) fs.ftruncateSync(this.fd, 1);
-        this.length = 0;
+        this.writeHeader(STATE_RESYNC, 0, 0);
         return;
       }
-      if (carry.length === 0) {
-        if (this.length !== 0) fs.ftruncateSync(this.fd, 1);
-      } else {
-        // The carry is rewritten in place: a kill in between must not leave it followed by stale bytes
-        // that pass as exact, so the file says "resync" until it is whole again.
-        if (this.state !== STATE_RESYNC) this.writeState(STATE_RESYNC);
-        this.writeAll(carry, 1);
-        if (carry.length !== this.length) fs.ftruncateSync(this.fd, 1 + carry.length);
+      const length = carry.length;
+      if (length > this.end - this.start) {
+        // Bytes from before the live ones (a frame start found across a resync): the file lacks
+        // some of them, so the carry is written whole, after everything live.
+        this.writeData(carry, this.end);
+        this.writeHeader(STATE_EXACT, this.end, this.end + length);
+        return;
       }
-      if (this.state !== STATE_EXACT) this.writeState(STATE_EXACT);
-      this.length = carry.length;
+      if (length === 0) {
+        this.writeHeader(STATE_EXACT, 0, 0);
+        return;
+      }
+      const carryStart = this.end - length;
+      this.writeHeader(STATE_EXACT, carryStart, this.end);
+      // The move writes over bytes just processed: only once the header no longer covers them.
+      if (this.end >= COMPACT_AT_BYTES && length <= carryStart) {
+        this.writeData(carry, 0);
+        this.writeHeader(STATE_EXACT, 0, length);
+      }
     } catch (err) {
       this.fail(err);
     }
   }
 
-  private writeState(state: number): void {
-    this.writeAll(Buffer.of(state), 0);
+  private writeHeader(state: number, start: number, end: number): void {
+    if (state === this.state && start === this.start && end === this.end) return;
+    this.header[0] = state;
+    this.header.writeUInt32LE(start, 1);
+    this.header.writeUInt32LE(end, 5);
+    this.writeAll(this.header, 0);
     this.state = state;
+    this.start = start;
+    this.end = end;
+  }
+
+  private writeData(bytes: Buffer, at: number): void {
+    this.writeAll(bytes, HEADER_BYTES + at);
   }
 
   /** One write; a short one (disk full) is an error like a failed one. */
@@ -143,6 +171,21 @@ export class PendingBytes implements PendingBytesLog {
       // a stale file would be worse than none, but there is nothing else to try
     }
   }
+}
+
+/** The bytes a pending file says are exact, with whether a (legacy) append was cut short; undefined: resync. */
+function readPendingFile(file: Buffer): TakenCarry | undefined {
+  const state = file[0];
+  if (state === STATE_EXACT) {
+    if (file.length < HEADER_BYTES) return undefined;
+    const start = file.readUInt32LE(1);
+    const end = file.readUInt32LE(5);
+    if (start > end || HEADER_BYTES + end > file.length) return undefined;
+    return { bytes: file.subarray(HEADER_BYTES + start, HEADER_BYTES + end), cutShort: false };
+  }
+  if (state === LEGACY_STATE_EXACT) return { bytes: file.subarray(1), cutShort: false };
+  if (state === LEGACY_STATE_APPENDING) return { bytes: file.subarray(1), cutShort: true };
+  return undefined;
 }
 
 export interface JournalEntry {
@@ -194,12 +237,7 @@ export class StreamJournal {
     const pending = await fs.promises.readFile(this.pendingPath(file)).catch(() => undefined);
     const carry = await fs.promises.readFile(this.carryPath(file)).catch(() => undefined);
     if (carry !== undefined) await fs.promises.rm(this.carryPath(file), { force: true });
-    if (pending !== undefined) {
-      const state = pending[0];
-      if (state === STATE_EXACT) return { bytes: pending.subarray(1), cutShort: false };
-      if (state === STATE_APPENDING) return { bytes: pending.subarray(1), cutShort: true };
-      return undefined;
-    }
+    if (pending !== undefined) return readPendingFile(pending);
     return carry === undefined ? undefined : { bytes: carry, cutShort: false };
   }
 

@@ -4,7 +4,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
+import { PendingBytes, StreamJournal } from '../src/journal.js';
 import { decodeEntry, driverFixture, entryFrame, info } from './support/driver-fixture.js';
 
 type Fixture = Awaited<ReturnType<typeof driverFixture>>;
@@ -40,6 +42,16 @@ async function untilStored(f: Fixture, count: number): Promise<void> {
   throw new Error(`store never reached ${count} entries`);
 }
 
+/** What the stream's pending file gives the next reader. */
+async function pendingOf(dir: string, fifo: string): Promise<{ bytes: Buffer; cutShort: boolean } | undefined> {
+  return new StreamJournal(path.join(dir, 'state/streams')).takeCarry(fifo);
+}
+
+/** A pending file holding `bytes`, as a process killed after appending them leaves it. */
+function leavePending(file: string, bytes: Buffer): void {
+  new PendingBytes(file, pino({ level: 'silent' }), bytes).close();
+}
+
 describe('re-attach after a restart', () => {
   it('a clean stop carries a half-read frame to the next start: nothing lost, nothing doubled', async () => {
     const a = await fixture();
@@ -51,8 +63,7 @@ describe('re-attach after a restart', () => {
     fifo.write(all.subarray(0, cut));
     await untilStored(a, 4);
     await a.driver.shutdown();
-    const pending = fs.readFileSync(path.join(a.dir, 'state/streams', `${path.basename(fifo.file)}.pending`));
-    expect(pending).toEqual(Buffer.concat([Buffer.of(1), all.subarray(cut - 5, cut)])); // exact, then the half-read frame
+    expect(await pendingOf(a.dir, fifo.file)).toEqual({ bytes: all.subarray(cut - 5, cut), cutShort: false }); // the half-read frame
     open.splice(open.indexOf(a), 1);
     await a.close();
 
@@ -99,13 +110,13 @@ describe('re-attach after a restart', () => {
     // What a crash leaves when it strikes after a chunk was read (and appended to the pending file)
     // but before its frames reached the store: the pending file holds more than the half-read frame.
     const readBeforeCrash = cut + frames.slice(4, 7).reduce((n, f) => n + f.length, 0);
-    fs.appendFileSync(pendingFile, all.subarray(cut, readBeforeCrash));
+    leavePending(pendingFile, all.subarray(cut - 5, readBeforeCrash));
     fifo.write(all.subarray(readBeforeCrash)); // the pipe holds only what was not read
     expect(await secondRun(a.dir, fifo, 10)).toEqual(Array.from({ length: 10 }, (_, i) => `line${i}\n`));
     expect(fs.readdirSync(path.join(a.dir, 'state/streams'))).toEqual([]);
   });
 
-  it('after a kill -9 that cut the write of a chunk to the pending file short, keeps the whole frames saved, drops the frame cut off and resyncs: nothing garbled', async () => {
+  it('after a kill -9 that cut the write of a chunk short (a pending file of an older version), keeps the whole frames saved, drops the frame cut off and resyncs: nothing garbled', async () => {
     const { a, fifo, all, cut, frames, pendingFile } = await firstRun();
     // The killed process had read frames 4..7 as one chunk (the half-read frame 4 was already in the
     // file) and was stopped after writing part of it: frames 4 and 5 whole, frame 6 in part.
@@ -126,7 +137,7 @@ describe('re-attach after a restart', () => {
 
   it('continues from the raw .carry file an older version left on a clean stop', async () => {
     const { a, fifo, all, cut, pendingFile } = await firstRun();
-    fs.writeFileSync(pendingFile.replace(/\.pending$/, '.carry'), fs.readFileSync(pendingFile).subarray(1));
+    fs.writeFileSync(pendingFile.replace(/\.pending$/, '.carry'), (await pendingOf(a.dir, fifo.file))?.bytes ?? Buffer.alloc(0));
     fs.rmSync(pendingFile);
     fifo.write(all.subarray(cut));
     expect(await secondRun(a.dir, fifo, 10)).toEqual(Array.from({ length: 10 }, (_, i) => `line${i}\n`));
