@@ -23,6 +23,8 @@ export interface ReassemblyLimits {
 }
 
 interface OpenGroup {
+  /** The map it is open in, under `key`. */
+  readonly openIn: Map<string, OpenGroup>;
   readonly key: string;
   readonly source: string;
   readonly timeNano: Int64Parts;
@@ -34,18 +36,22 @@ interface OpenGroup {
 }
 
 export class PartialReassembler {
-  private readonly open = new Map<string, OpenGroup>();
+  /** Lines gathered by partial id … */
+  private readonly openById = new Map<string, OpenGroup>();
+  /** … and by source, from daemons that send no id: a plain entry of that source ends the line. */
+  private readonly openBySource = new Map<string, OpenGroup>();
 
   constructor(private readonly limits: ReassemblyLimits, private readonly emit: (line: AssembledLine) => void) {}
 
   /** Lines currently held back waiting for more chunks. */
   get openGroups(): number {
-    return this.open.size;
+    return this.openById.size + this.openBySource.size;
   }
 
   push(e: DecodedEntry): void {
     if (!e.partial) {
-      const legacy = this.open.get(`source:${e.source}`);
+      // Checked for every line: a size test first spares the common case a Map lookup.
+      const legacy = this.openBySource.size === 0 ? undefined : this.openBySource.get(e.source);
       if (legacy === undefined) {
         this.emit({ source: e.source, timeNano: e.timeNano, line: asBuffer(e.line), truncated: false });
         return;
@@ -55,11 +61,12 @@ export class PartialReassembler {
       this.finish(legacy, false);
       return;
     }
-    const key = e.partialId !== '' ? `id:${e.partialId}` : `source:${e.source}`;
-    let group = this.open.get(key);
+    const openIn = e.partialId !== '' ? this.openById : this.openBySource;
+    const key = e.partialId !== '' ? e.partialId : e.source;
+    let group = openIn.get(key);
     if (group === undefined) {
-      group = { key, source: e.source, timeNano: e.timeNano, chunks: [], bytes: 0, continued: false, timer: undefined };
-      this.open.set(key, group);
+      group = { openIn, key, source: e.source, timeNano: e.timeNano, chunks: [], bytes: 0, continued: false, timer: undefined };
+      openIn.set(key, group);
     }
     this.append(group, e.line);
     if (e.partialLast) {
@@ -71,7 +78,7 @@ export class PartialReassembler {
 
   /** End of stream: every incomplete line goes out, marked truncated. */
   flushAll(): void {
-    for (const group of [...this.open.values()]) this.finish(group, true);
+    for (const group of [...this.openById.values(), ...this.openBySource.values()]) this.finish(group, true);
   }
 
   private append(group: OpenGroup, chunk: Uint8Array): void {
@@ -99,7 +106,7 @@ export class PartialReassembler {
 
   private finish(group: OpenGroup, truncated: boolean): void {
     if (group.timer !== undefined) clearTimeout(group.timer);
-    this.open.delete(group.key);
+    group.openIn.delete(group.key);
     // A line cut at the cap with nothing after the cut has been emitted in full already.
     if (group.bytes > 0 || !group.continued) this.emitGathered(group, truncated);
   }
