@@ -4,10 +4,12 @@
  *
  * Variants:
  *  - fifo-read: `cat file > fifo`, read with a net.Socket on an O_NONBLOCK fd, bytes discarded (the floor).
- *  - fifo-decode: the same read, each chunk through shiplog's FrameSplitter + decodeEntryAt (static code).
+ *  - fifo-decode: the same read, each chunk through shiplog's FrameSplitter + decodeEntryAt.
  *  - split: in memory, FrameSplitter only (a sink that does nothing).
- *  - decode-static: in memory, FrameSplitter + decodeEntryAt (src/entry.ts: protobufjs static code, the
- *    FIFO reader's path: the frame's offsets in the chunk, no view).
+ *  - decode-at: in memory, FrameSplitter + decodeEntryAt (src/entry.ts, the FIFO reader's path: the
+ *    frame's offsets in the chunk, no view; whole lines decoded by hand, anything else by protobufjs).
+ *  - decode-static: the same with protobufjs' static code for every frame (decodeWithProtobufAt; trees
+ *    from before the hand-decoded path have only decodeEntryAt, which was that).
  *  - decode-reflect: in memory, FrameSplitter + protobufjs reflection (loadSync('proto/entry.proto')).
  * `chunk`: bytes per chunk handed to the splitter (65536 = a full pipe read), or 0 = one frame per
  * chunk (what a reader mostly gets from dockerd, which writes each frame with its own write()).
@@ -20,7 +22,7 @@ import { pathToFileURL } from 'node:url';
 
 const cfg = JSON.parse(process.argv[2]);
 const { FrameSplitter } = await import(pathToFileURL(path.join(cfg.app, 'dist/src/framing.js')).href);
-const { decodeEntryAt } = await import(pathToFileURL(path.join(cfg.app, 'dist/src/entry.js')).href);
+const { decodeEntryAt, decodeWithProtobufAt } = await import(pathToFileURL(path.join(cfg.app, 'dist/src/entry.js')).href);
 const protobuf = (await import(pathToFileURL(path.join(cfg.app, 'node_modules/protobufjs/index.js')).href)).default;
 
 let checksum = 0;
@@ -123,7 +125,8 @@ for (let i = 0; i < passes; i++) {
     case 'fifo-read': t = (await fifoPass(cfg.file, undefined)).ms; break;
     case 'fifo-decode': t = (await fifoPass(cfg.file, decodeEntryAt)).ms; break;
     case 'split': t = await memPass(chunksOf(data, cfg.chunk), undefined); break;
-    case 'decode-static': t = await memPass(chunksOf(data, cfg.chunk), decodeEntryAt); break;
+    case 'decode-at': t = await memPass(chunksOf(data, cfg.chunk), decodeEntryAt); break;
+    case 'decode-static': t = await memPass(chunksOf(data, cfg.chunk), decodeWithProtobufAt ?? decodeEntryAt); break;
     case 'decode-reflect': t = await memPass(chunksOf(data, cfg.chunk), decodeReflect); break;
     default: throw new Error(`unknown variant ${cfg.variant}`);
   }

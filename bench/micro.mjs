@@ -37,9 +37,11 @@ const VARIANTS = [
   { key: 'fifo-read', chunk: 65536, label: 'FIFO read only (net.Socket, discard)' },
   { key: 'fifo-decode', chunk: 65536, label: 'FIFO read + FrameSplitter + decodeEntryAt' },
   { key: 'split', chunk: 65536, label: 'in memory: FrameSplitter only, 64 KiB chunks' },
-  { key: 'decode-static', chunk: 65536, label: 'in memory: split + decode, static code, 64 KiB chunks' },
+  { key: 'decode-at', chunk: 65536, label: 'in memory: split + decodeEntryAt (whole lines by hand), 64 KiB chunks' },
+  { key: 'decode-static', chunk: 65536, label: 'in memory: split + decode, protobufjs static code, 64 KiB chunks' },
   { key: 'decode-reflect', chunk: 65536, label: 'in memory: split + decode, reflection, 64 KiB chunks' },
-  { key: 'decode-static', chunk: 0, label: 'in memory: split + decode, static code, one frame per chunk' },
+  { key: 'decode-at', chunk: 0, label: 'in memory: split + decodeEntryAt (whole lines by hand), one frame per chunk' },
+  { key: 'decode-static', chunk: 0, label: 'in memory: split + decode, protobufjs static code, one frame per chunk' },
   { key: 'decode-reflect', chunk: 0, label: 'in memory: split + decode, reflection, one frame per chunk' },
 ];
 

@@ -1,7 +1,9 @@
 /**
- * LogEntry decode/encode with protobufjs' generated static code (src/generated, from proto/entry.proto).
+ * LogEntry decode/encode with protobufjs' generated static code (src/generated, from proto/entry.proto);
+ * the FIFO reader decodes whole lines' entries by hand first (entry-fast-path.ts).
  */
 import protobuf from 'protobufjs/minimal.js';
+import { decodeWholeLine, EMPTY_LINE } from './entry-fast-path.js';
 import { LogEntry } from './generated/entry.js';
 import type { Int64Parts } from './time.js';
 
@@ -19,7 +21,6 @@ export interface DecodedEntry {
 }
 
 const ZERO_TIME: Int64Parts = Object.freeze({ low: 0, high: 0 });
-const EMPTY = new Uint8Array(0);
 
 /** Decodes one LogEntry message. Throws on malformed protobuf; the caller counts and skips. */
 export function decodeEntry(message: Uint8Array): DecodedEntry {
@@ -32,9 +33,15 @@ const NO_BYTES = Buffer.alloc(0);
 
 /**
  * Decodes the LogEntry message at `buf[start, end)` without a view of it (the FIFO reader's hot
- * path: `line` is still a view into `buf`). Throws on malformed protobuf, as decodeEntry.
+ * path: `line` is still a view into `buf`): a whole line's entry by hand (entry-fast-path.ts),
+ * anything else with protobufjs. Throws on malformed protobuf, as decodeEntry.
  */
 export function decodeEntryAt(buf: Buffer, start: number, end: number): DecodedEntry {
+  return decodeWholeLine(buf, start, end) ?? decodeWithProtobufAt(buf, start, end);
+}
+
+/** decodeEntryAt with protobufjs' generated code: every message the fast path does not take. */
+export function decodeWithProtobufAt(buf: Buffer, start: number, end: number): DecodedEntry {
   AT_READER.buf = buf;
   AT_READER.pos = start;
   AT_READER.len = end;
@@ -50,8 +57,9 @@ function fromLogEntry(e: LogEntry): DecodedEntry {
   const t = e.timeNano;
   return {
     source: e.source,
-    timeNano: typeof t === 'number' ? { low: t >>> 0, high: Math.floor(t / 4294967296) } : (t ?? ZERO_TIME),
-    line: e.line ?? EMPTY,
+    // Plain halves, not the Long: the same shape as the fast path's.
+    timeNano: typeof t === 'number' ? { low: t >>> 0, high: Math.floor(t / 4294967296) } : t == null ? ZERO_TIME : { low: t.low, high: t.high },
+    line: e.line !== undefined && e.line.length > 0 ? e.line : EMPTY_LINE,
     partial: e.partial === true,
     partialId: meta?.id ?? '',
     partialOrdinal: meta?.ordinal ?? 0,
