@@ -25,6 +25,7 @@ describe('compressSegment', () => {
     expect(size).toBe(gz.length);
     expect(zlib.gunzipSync(gz).equals(fs.readFileSync(source))).toBe(true);
     expect(readGzipLastTime(target)).toBe(1_795_452_233_000_000_005n);
+    expect(gz[8]).toBe(4); // XFL: the fastest level
     // One member: gunzip of a second member would also pass, so check the trailer ends the file.
     expect(gz.readUInt32LE(gz.length - 4)).toBe((3 * 1024 * 1024 + 17) >>> 0);
   });
