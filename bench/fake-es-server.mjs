@@ -20,7 +20,8 @@ const out = path.join(workDir, 'fake-es.mjs');
 fs.writeFileSync(out, js);
 const { startFakeEs } = await import(pathToFileURL(out).href);
 
-const es = await startFakeEs({ host: '127.0.0.1' });
+// Documents counted, not parsed or kept (FakeEsOptions.countOnly): the server shares the cores with shiplog.
+const es = await startFakeEs({ host: '127.0.0.1', countOnly: true });
 process.send?.({ url: es.url });
 process.on('message', (m) => {
   if (m === 'stats') process.send?.({ stats: es.stats() });

@@ -185,3 +185,23 @@ describe('fake-es fault injection', () => {
     }
   });
 });
+
+describe('fake-es counting mode (the benchmark\'s)', () => {
+  it('counts the documents of a bulk request as stored, keeps none, and answers every item with success through filter_path', async () => {
+    const counting = await startFakeEs({ countOnly: true });
+    try {
+      const body = gzipSync(ndjson({ create: { _index: 'logs-a-b', _id: '1' } }, { n: 1 }, { create: { _index: 'logs-a-b', _id: '1' } }, { n: 2 }, { create: { _index: 'logs-a-b', _id: '2' } }, { n: 3 }));
+      const res = await fetch(`${counting.url}/_bulk?filter_path=errors,items.*.error,items.*.status`, {
+        method: 'POST', body, headers: { 'content-type': 'application/x-ndjson', 'content-encoding': 'gzip' },
+      });
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({ errors: false, items: [{ create: { status: 201 } }, { create: { status: 201 } }, { create: { status: 201 } }] });
+      expect(counting.stats()).toMatchObject({ bulkRequests: 1, bulkItems: 3, stored: 3, conflicts: 0 });
+      expect(counting.sources('logs-a-b')).toEqual([]);
+      const unterminated = await fetch(`${counting.url}/_bulk`, { method: 'POST', body: '{"create":{}}', headers: { 'content-type': 'application/x-ndjson' } });
+      expect(unterminated.status).toBe(400);
+    } finally {
+      await counting.close();
+    }
+  });
+});
