@@ -1,7 +1,7 @@
 /**
  * The LogEntry messages dockerd writes for whole lines, decoded without protobufjs: every one carries
  * `source` ("stdout"/"stderr"), `time_nano` and, unless the line is empty, `line`, each tag one byte.
- * Reading those four fields by hand takes a third of the time of the generated decoder, which builds
+ * Reading those four fields by hand takes less than half the time of the generated decoder, which builds
  * a LogEntry, a LongBits and a Long and decodes the source string for every line (BENCHMARKS.md,
  * micro). Anything else — partial metadata, attrs, an unknown field, a varint longer than the
  * encoding allows, another source, bytes past the end — returns undefined, and the caller decodes the
