@@ -26,8 +26,8 @@ export interface LogStreamStats {
 export type ResumeFrom =
   /**
    * The bytes the earlier process had read and not finished (its pending file): processed first.
-   * `cutShort`: a kill stopped the write of a chunk to that file, so its rest is lost: after the whole
-   * frames the stream resyncs.
+   * `cutShort` (only in a pending file an older version left): a kill stopped the write of a chunk
+   * to that file, so its rest is lost: after the whole frames the stream resyncs.
    */
   | { readonly carry: Buffer; readonly cutShort?: boolean }
   /** Nothing exact was left: the next bytes may begin inside a frame. */
