@@ -220,6 +220,7 @@ export async function describeMachine() {
     memGiB: Math.round((memTotal / 1024 / 1024) * 10) / 10,
     kernel: os.release(),
     node: process.version,
+    shiplogNodeOptions: pluginNodeOptions(),
     dockerd: await dockerVersion(),
     dockerCli: execFileSync('docker', ['--version'], { encoding: 'utf8' }).trim(),
     storageDriver: await dockerInfo('{{.Driver}}'),
@@ -251,6 +252,12 @@ export function snapshotDist(dir) {
  * A plugin process (shiplog or the null plugin) listening on /run/docker/plugins/<name>.sock; its
  * output goes to a file in its work dir.
  */
+/** The NODE_OPTIONS value config.json gives the managed plugin by default ('' when none). */
+export function pluginNodeOptions() {
+  const config = JSON.parse(fs.readFileSync(path.join(ROOT, 'config.json'), 'utf8'));
+  return config.env.find((e) => e.name === 'NODE_OPTIONS')?.value ?? '';
+}
+
 export async function startPlugin({ kind, app, workDir, env = {}, nodeArgs = [] }) {
   const name = kind === 'null' ? NULL_NAME : SHIPLOG_NAME;
   const socket = `/run/docker/plugins/${name}.sock`;
@@ -263,6 +270,8 @@ export async function startPlugin({ kind, app, workDir, env = {}, nodeArgs = [] 
   const child = spawn(process.execPath, [...nodeArgs, script], {
     env: {
       ...process.env,
+      // shiplog as shipped: the managed plugin's default Node flags (config.json), as `npm start` has them too.
+      ...(kind === 'null' ? {} : { NODE_OPTIONS: pluginNodeOptions() }),
       SOCKET: socket,
       STATE_DIR: stateDir,
       LOG_OPT_FILE_PATH: `${filesDir}/{{.Name}}.log`,

@@ -95,7 +95,7 @@ function machineSection(r) {
     `| CPU | ${m.nproc} × ${m.cpuModel} (\`nproc\` ${m.nproc}) |`,
     `| memory | ${m.memGiB} GiB |`,
     `| kernel | ${m.kernel} |`,
-    `| node | ${m.node} |`,
+    `| node | ${m.node}; shiplog's NODE_OPTIONS: ${m.shiplogNodeOptions === undefined ? 'not recorded' : m.shiplogNodeOptions === '' ? 'none' : `\`${m.shiplogNodeOptions}\``} (config.json's default unless a run says otherwise) |`,
     `| dockerd | ${m.dockerd}, storage driver ${m.storageDriver}; CLI: ${m.dockerCli} |`,
     `| code | commit ${m.commit}${m.dirtyFiles > 0 ? ` plus ${m.dirtyFiles} uncommitted files in src/ and sinks/ (the shared working tree, built into dist/)` : ''} |`,
     `| run | ${r.started}, ${f(r.minutes, 1)} min; ${r.quick ? 'QUICK (development sizes, not a result)' : 'full'}; reps ${r.options.reps}, scale ${r.options.scale}, store ${r.options.storeMiB} MiB |`,
