@@ -116,6 +116,12 @@ export class EncodedBatch {
   }
 }
 
+/**
+ * Memory a queued entry costs beyond its encoded bytes (its offset in the batch, its share of the
+ * batch object): the sink runner's accounting, and the spool's for the encoded entries it reads back.
+ */
+export const ENTRY_OVERHEAD_BYTES = 16;
+
 /** The builder's buffers come in chunks of this size, reused through a pool. */
 export const CHUNK_BYTES = 64 * 1024;
 /** Chunks kept for reuse across all builders (8 MiB); more are left to the garbage collector. */

@@ -50,6 +50,7 @@
 import { MemoryBudget } from './memory-budget.js';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
+import { ENTRY_OVERHEAD_BYTES } from '../sinks/encoded-batch.js';
 import { BatchBuilder, type BatchLimits, EncodedBatch, FatalSinkError, type LogRecord, type RecordEncoder, type Sink } from '../sinks/sink.js';
 import { backoffDelay, sleep } from './backoff.js';
 import type { DeadLetterFile } from './dead-letters.js';
@@ -77,9 +78,6 @@ export interface SinkRunnerStats {
   /** Bytes of the spool's files now. */
   spoolBytes: number;
 }
-
-/** Memory a queued entry costs beyond its encoded bytes (its offset in the batch, its share of the batch object). */
-export const ENTRY_OVERHEAD_BYTES = 16;
 
 /** A sealed batch, from memory or read back from the spool, until it is acknowledged. */
 interface Pending {

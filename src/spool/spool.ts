@@ -31,6 +31,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { ENTRY_OVERHEAD_BYTES } from '../../sinks/encoded-batch.js';
 import type { ContainerMeta, LogRecord } from '../../sinks/sink.js';
 import {
   ENTRY_HEADER_BYTES, ENTRY_MAGIC, EntryType, RECORD_FIXED_BYTES, SEAL_ENTRY_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC,
@@ -78,7 +79,7 @@ export type SpoolItem = LogRecord | Uint8Array;
 
 export interface SpoolBatch {
   readonly records: SpoolItem[];
-  /** Sum of recordBytes() of the records, wire bytes plus 16 for an encoded one (the runner's memory accounting). */
+  /** Sum of recordBytes() of the records, wire bytes plus ENTRY_OVERHEAD_BYTES for an encoded one (the runner's memory accounting). */
   readonly bytes: number;
   /** ack(end) once the records are delivered. */
   readonly end: Position;
@@ -155,9 +156,9 @@ function recordBytesOfBody(bodyLength: number): number {
   return bodyLength - RECORD_FIXED_BYTES + 256;
 }
 
-/** What the runner accounts for an encoded record of this body length: its wire bytes and 16 (ENTRY_OVERHEAD_BYTES). */
+/** What the runner accounts for an encoded record of this body length: its wire bytes and ENTRY_OVERHEAD_BYTES. */
 function encodedBytesOfBody(bodyLength: number): number {
-  return bodyLength - 1 + 16;
+  return bodyLength - 1 + ENTRY_OVERHEAD_BYTES;
 }
 
 /** Appends encoded entries to a growable buffer. */

@@ -6,7 +6,7 @@
  * a registry shared by the process (tests use a handful).
  */
 import type { ContainerMeta, EncodedBatch, EntryWriter, LogRecord } from '../../sinks/sink.js';
-import { ENTRY_OVERHEAD_BYTES } from '../../src/sink-runner.js';
+import { ENTRY_OVERHEAD_BYTES } from '../../sinks/encoded-batch.js';
 
 const containers: ContainerMeta[] = [];
 
