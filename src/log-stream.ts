@@ -170,7 +170,6 @@ export class LogStream implements FrameSink {
     });
   }
 
-
   private emit(line: AssembledLine): void {
     const source = line.source;
     if (source !== 'stdout' && source !== 'stderr') {
