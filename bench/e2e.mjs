@@ -7,13 +7,15 @@
  * everything (null plugin: every FIFO at EOF; shiplog + file sink: the file sink holds every line;
  * shiplog + ES: fake-es stored every document). The store is written synchronously per FIFO chunk
  * before records reach a sink, so a delivered line is also in the store. Every plugin process (and
- * fake-es) is started fresh per run, so its CPU seconds and peak RSS (VmHWM) belong to that run alone.
+ * fake-es) is started fresh per run and, unless --cold, warmed with a tenth of the workload (see
+ * warmUp()) before its CPU seconds are read and its peak RSS (VmHWM) is reset: both belong to the
+ * measured run alone.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import {
   IMAGE, LineCounter, bounded, diffThreadCpu, drainFifos, threadCpu, NULL_NAME, SHIPLOG_NAME, cpuSeconds, docker, dockerOk, dockerdPid, loadAverage, log, machineJiffies,
-  httpGetUnix, memoryKiB, metricValue, nullPluginStats, removeAllContainers, settle, startFakeEs, startPlugin, waitFor,
+  httpGetUnix, memoryKiB, metricValue, nullPluginStats, removeAllContainers, resetPeakRss, settle, startFakeEs, startPlugin, waitFor,
 } from './lib.mjs';
 
 /** A 199-character log-like line (200 bytes with its newline); no quotes, so it sits in sh -c '…'. */
@@ -67,7 +69,71 @@ let runCounter = 0;
 /** Longest a run's containers may take before the run counts as failed (a healthy one takes seconds). */
 const RUN_TIMEOUT_MS = 300_000;
 
-async function runOne({ app, work, driverKey, wlKey, wl, rep, nodeArgs = [], env = {}, keepPlugin }) {
+/** What the plugin has taken in so far (its counters are cumulative over a process's life). */
+async function pluginTotals({ plugin, driver, es, runDir }) {
+  if (plugin === undefined) return { ended: 0, bytes: 0, lines: 0, stored: 0 };
+  if (plugin.name === NULL_NAME) {
+    const s = await nullPluginStats(plugin.socket);
+    return { ended: s.ended, bytes: s.bytes, lines: 0, stored: 0 };
+  }
+  if (driver.storeOnly) return { ended: 0, bytes: 0, lines: metricValue(await httpGetUnix(path.join(runDir, 'metrics.sock'), '/metrics'), 'shiplog_lines_total'), stored: 0 };
+  if (es !== undefined) return { ended: 0, bytes: 0, lines: 0, stored: (await es.stats()).stored };
+  return { ended: 0, bytes: 0, lines: 0, stored: 0 };
+}
+
+/**
+ * Runs the containers `names` of workload `wl` to their end, then waits until the plugin has
+ * everything (`base`: its totals before; `counters`: the file sink's line counters for these names).
+ * Returns when the containers were done and when everything was delivered (performance.now()).
+ */
+async function pushThrough({ plugin, driver, es, runDir, names, args, wl, base, counters }) {
+  const expected = wl.linesEach * names.length;
+  const t0 = performance.now();
+  await bounded(Promise.all(names.map(async (name) => {
+    await dockerOk(['run', '-d', '--name', name, ...args, IMAGE, ...wl.cmd]);
+    const w = await dockerOk(['wait', name]);
+    if (w.stdout.trim() !== '0') throw new Error(`${name} exited ${w.stdout.trim()}`);
+  })), { plugin, ms: RUN_TIMEOUT_MS, what: 'the containers' });
+  const done = performance.now();
+  if (plugin === undefined) return { done, delivered: done };
+  const timeoutMs = Math.max(120_000, (done - t0) * 20);
+  let probe;
+  if (plugin.name === NULL_NAME) probe = waitFor('null plugin EOF', async () => (await nullPluginStats(plugin.socket)).ended >= base.ended + names.length, timeoutMs);
+  else if (driver.storeOnly) {
+    // Every stream ended (EOF read, store flushed) and every line counted.
+    probe = waitFor('store-only streams ended', async () => {
+      const m = await httpGetUnix(path.join(runDir, 'metrics.sock'), '/metrics');
+      return metricValue(m, 'shiplog_streams') === 0 && metricValue(m, 'shiplog_lines_total') >= base.lines + expected ? m : undefined;
+    }, timeoutMs, 100);
+  }
+  else if (es !== undefined) probe = waitFor('fake-es documents', async () => (await es.stats()).stored >= base.stored + expected, timeoutMs);
+  else probe = waitFor('file sink lines', () => counters.reduce((s, c) => s + c.poll(), 0) >= expected, timeoutMs);
+  await bounded(probe, { plugin, ms: timeoutMs + 1000, what: 'delivery' });
+  return { done, delivered: performance.now() };
+}
+
+/**
+ * Warms a freshly started plugin with `warm` (the workload at a tenth of its size, same container
+ * count) and removes those containers: the measured run then sees a process in its steady state, as
+ * a plugin that has served containers since boot is, instead of paying its JIT compilation and lazy
+ * initialisation (0.2–0.3 CPU s for shiplog) inside the run. dockerd, serving the built-in drivers,
+ * is long-running too. Returns the warm-up's plugin CPU seconds.
+ */
+async function warmUp({ plugin, driver, es, runDir, args, warm, tag }) {
+  const names = Array.from({ length: warm.containers }, (_, i) => `w-${tag}-${i}`);
+  const cpu0 = cpuSeconds(plugin.pid);
+  try {
+    const base = await pluginTotals({ plugin, driver, es, runDir });
+    const counters = plugin.name === SHIPLOG_NAME && !driver.es && !driver.storeOnly ? names.map((n) => new LineCounter(path.join(plugin.filesDir, `${n}.log`))) : undefined;
+    await pushThrough({ plugin, driver, es, runDir, names, args, wl: warm, base, counters });
+  } finally {
+    const rm = await docker(['rm', '-f', ...names], { timeoutMs: 120_000 });
+    if (rm.code !== 0) log(`  ! docker rm -f (warm-up) failed: ${rm.stderr.trim()}`);
+  }
+  return cpuSeconds(plugin.pid) - cpu0;
+}
+
+async function runOne({ app, work, driverKey, wlKey, wl, warm, rep, nodeArgs = [], env = {}, keepPlugin }) {
   const driver = DRIVERS[driverKey];
   const dockerd = dockerdPid();
   const runDir = path.join(work, `run-${++runCounter}`);
@@ -83,38 +149,21 @@ async function runOne({ app, work, driverKey, wlKey, wl, rep, nodeArgs = [], env
   const expected = wl.linesEach * wl.containers;
   const result = { workload: wlKey, driver: driverKey, rep, lines: expected, bytes: wl.bytes };
   try {
+    if (plugin !== undefined && warm !== undefined && keepPlugin === undefined) {
+      result.warmupPluginCpu = await warmUp({ plugin, driver, es, runDir, args, warm, tag: `${wlKey}-${driverKey}-${rep}-${runCounter}` });
+    }
     await settle([dockerd, ...(plugin ? [plugin.pid] : [])]);
+    const base = await pluginTotals({ plugin, driver, es, runDir });
     const counters = plugin?.name === SHIPLOG_NAME && !driver.es && !driver.storeOnly ? names.map((n) => new LineCounter(path.join(plugin.filesDir, `${n}.log`))) : undefined;
+    if (plugin !== undefined) resetPeakRss(plugin.pid);
     const cpu0 = { dockerd: cpuSeconds(dockerd), plugin: plugin ? cpuSeconds(plugin.pid) : 0, es: es ? cpuSeconds(es.pid) : 0 };
     const threads0 = plugin ? threadCpu(plugin.pid) : undefined;
     const mach0 = machineJiffies();
     result.loadBefore = loadAverage()[0];
     const t0 = performance.now();
-    await bounded(Promise.all(names.map(async (name) => {
-      await dockerOk(['run', '-d', '--name', name, ...args, IMAGE, ...wl.cmd]);
-      const w = await dockerOk(['wait', name]);
-      if (w.stdout.trim() !== '0') throw new Error(`${name} exited ${w.stdout.trim()}`);
-    })), { plugin, ms: RUN_TIMEOUT_MS, what: 'the containers' });
-    const tDone = performance.now();
+    const { done: tDone, delivered } = await pushThrough({ plugin, driver, es, runDir, names, args, wl, base, counters });
     result.doneMs = tDone - t0;
-    let delivered = tDone;
-    if (plugin !== undefined) {
-      const timeoutMs = Math.max(120_000, result.doneMs * 20);
-      let probe;
-      if (plugin.name === NULL_NAME) probe = waitFor('null plugin EOF', async () => (await nullPluginStats(plugin.socket)).ended >= names.length, timeoutMs);
-      else if (driver.storeOnly) {
-        // Every stream ended (EOF read, store flushed) and every line counted.
-        probe = waitFor('store-only streams ended', async () => {
-          const m = await httpGetUnix(path.join(runDir, 'metrics.sock'), '/metrics');
-          return metricValue(m, 'shiplog_streams') === 0 && metricValue(m, 'shiplog_lines_total') >= expected ? m : undefined;
-        }, timeoutMs, 100);
-      }
-      else if (es !== undefined) probe = waitFor('fake-es documents', async () => (await es.stats()).stored >= expected, timeoutMs);
-      else probe = waitFor('file sink lines', () => counters.reduce((s, c) => s + c.poll(), 0) >= expected, timeoutMs);
-      await bounded(probe, { plugin, ms: timeoutMs + 1000, what: 'delivery' });
-      if (plugin.name === NULL_NAME) result.pluginBytes = (await nullPluginStats(plugin.socket)).bytes;
-      delivered = performance.now();
-    }
+    if (plugin?.name === NULL_NAME) result.pluginBytes = (await nullPluginStats(plugin.socket)).bytes - base.bytes;
     result.deliveredMs = delivered - t0;
     const mach1 = machineJiffies();
     result.cpu = {
@@ -129,12 +178,12 @@ async function runOne({ app, work, driverKey, wlKey, wl, rep, nodeArgs = [], env
     if (es) result.esHwmKiB = memoryKiB(es.pid).hwm;
     // Exactness: nothing lost, nothing doubled (checked after delivery, so late duplicates show too).
     if (driver.storeOnly && keepPlugin === undefined) {
-      result.deliveredCount = metricValue(await httpGetUnix(path.join(runDir, 'metrics.sock'), '/metrics'), 'shiplog_lines_total');
+      result.deliveredCount = metricValue(await httpGetUnix(path.join(runDir, 'metrics.sock'), '/metrics'), 'shiplog_lines_total') - base.lines;
     } else if (counters !== undefined) {
       await new Promise((r) => setTimeout(r, 300));
       result.deliveredCount = counters.reduce((s, c) => s + c.poll(), 0);
     } else if (es !== undefined) {
-      result.deliveredCount = (await es.stats()).stored;
+      result.deliveredCount = (await es.stats()).stored - base.stored;
     }
     if (result.deliveredCount !== undefined && result.deliveredCount !== expected) {
       result.error = `delivered ${result.deliveredCount} of ${expected}`;
@@ -155,8 +204,12 @@ async function runOne({ app, work, driverKey, wlKey, wl, rep, nodeArgs = [], env
   return result;
 }
 
-export async function runE2e({ app, work, scale, reps, drivers, workloadKeys, nodeArgs = [], env = {} }) {
+/** The warm-up before a measured run pushes this share of the workload's lines through the fresh plugin. */
+export const WARM_UP_SHARE = 0.1;
+
+export async function runE2e({ app, work, scale, reps, drivers, workloadKeys, nodeArgs = [], env = {}, warmUp = true }) {
   const all = workloads(scale);
+  const warmSizes = workloads(scale * WARM_UP_SHARE);
   const results = [];
   await removeAllContainers();
   for (const wlKey of workloadKeys) {
@@ -165,7 +218,7 @@ export async function runE2e({ app, work, scale, reps, drivers, workloadKeys, no
     for (let rep = 1; rep <= reps; rep++) {
       const order = rep % 2 === 1 ? drivers : [...drivers].reverse();
       for (const driverKey of order) {
-        const r = await runOne({ app, work, driverKey, wlKey, wl, rep, nodeArgs, env });
+        const r = await runOne({ app, work, driverKey, wlKey, wl, warm: warmUp ? warmSizes[wlKey] : undefined, rep, nodeArgs, env });
         results.push(r);
         log(`  ${wlKey} ${driverKey.padEnd(10)} rep ${rep}: done ${(r.doneMs / 1000).toFixed(2)} s, delivered ${(r.deliveredMs / 1000).toFixed(2)} s, `
           + `cpu dockerd ${r.cpu?.dockerd.toFixed(2)} plugin ${r.cpu?.plugin.toFixed(2)}${r.cpu?.es ? ` fake-es ${r.cpu.es.toFixed(2)}` : ''}`

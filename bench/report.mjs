@@ -106,7 +106,9 @@ function machineSection(r) {
 function e2eSection(results) {
   const e2e = results.e2e;
   const s = summariseE2e(e2e);
-  const lines = [];
+  const lines = [e2e.warmUp === false
+    ? 'Each plugin process measured from its start (`--cold`): JIT compilation and lazy loading are in the numbers.'
+    : 'Each plugin process is warmed with a tenth of the workload (same container count) before its measured run; its CPU and peak RSS are counted from after that.', ''];
   for (const [wlKey, wl] of Object.entries(e2e.workloads)) {
     const byDriver = s[wlKey];
     lines.push(`#### ${wlKey}: ${wl.label} (${f(wl.bytes / 1e6, 1)} MB)`, '');

@@ -13,6 +13,8 @@
  * (e2e,logs,micro,profile), --workloads LIST (short,200b,40k,many), --drivers LIST
  * (none,local,json-file,null,shiplog-store,shiplog,shiplog-jsonfile,shiplog-es), --out FILE (default BENCHMARKS.md; quick runs
  * default to /tmp/sl-bench/BENCHMARKS.quick.md), --keep-dockerd (leave the private dockerd running),
+ * --cold (measure each plugin process from its start, without the warm-up run that otherwise goes
+ * first: the numbers then include its JIT compilation and lazy initialisation),
  * --shiplog-node-args "ARGS" and --shiplog-env K=V,K=V (shiplog's node flags and environment in the
  * end-to-end runs, for before/after experiments such as a V8 heap flag or SINK_QUEUE_SIZE), --app DIR
  * (measure that tree, laid out like the snapshot in /tmp/sl-bench/app, instead of a fresh snapshot of
@@ -33,6 +35,7 @@ import { writeReport } from './report.mjs';
 const { values: flags } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
+    cold: { type: 'boolean', default: false },
     reps: { type: 'string' },
     scale: { type: 'string' },
     'store-mb': { type: 'string' },
@@ -94,7 +97,9 @@ try {
   if (opts.phases.includes('e2e')) {
     results.e2e = await runE2e({
       app, work, scale: opts.scale, reps: opts.reps, drivers: opts.drivers, workloadKeys: opts.workloadKeys, nodeArgs: opts.shiplogNodeArgs, env: opts.shiplogEnv,
+      warmUp: !flags.cold,
     });
+    results.e2e.warmUp = !flags.cold;
     results.load.afterE2e = loadAverage();
     phaseDone('e2e');
   }
