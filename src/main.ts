@@ -14,9 +14,11 @@ import { buildServer } from './server.js';
 import { readSettings } from './settings.js';
 import { TrackedSinkPool } from './sink-health.js';
 import { LogStore } from './store/store.js';
+import { applyV8Flags } from './v8-flags.js';
 
 async function main(): Promise<void> {
   const settings = readSettings(process.env);
+  const v8Flags = applyV8Flags(settings);
   // stdout, not stderr: dockerd logs a managed plugin's stderr at error level.
   const logger = pino({ level: settings['log-level'], base: { name: 'shiplog' } });
 
@@ -42,7 +44,7 @@ async function main(): Promise<void> {
   await fs.promises.chmod(socket, 0o600);
   // Re-attach before announcing: dockerd kept writing into the journalled FIFOs while shiplog was away.
   const reattached = await driver.reattach();
-  logger.info({ socket, stateDir, reattached, recoveredSpools }, 'shiplog listening');
+  logger.info({ socket, stateDir, reattached, recoveredSpools, v8Flags }, 'shiplog listening');
   // A metrics address that cannot be bound must not stop the logging: say so and go on without it.
   let metricsServer: MetricsServer | undefined;
   if (metrics !== undefined && metricsAddress !== undefined) {
