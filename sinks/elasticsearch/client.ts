@@ -10,6 +10,7 @@ import type { ConnectionOptions as TlsOptions } from 'node:tls';
 import type { Client, ClientOptions } from '@elastic/elasticsearch';
 import { OptionError } from '../../src/option-table.js';
 import type { ElasticsearchOptions } from './options.js';
+import { loadSerializerClass, type SerializerClass, withBulkShortcut } from './serializer.js';
 
 export type ClientAuth = { readonly username: string; readonly password: string } | { readonly apiKey: string };
 
@@ -94,14 +95,14 @@ export function loadClientClass(): ClientClass {
  * that fails is tried again by the next request (the sink retries it like any failed send) instead
  * of failing every later one.
  */
-export function createClient(o: ElasticsearchOptions, load: () => ClientClass = loadClientClass): LazyClient {
+export function createClient(o: ElasticsearchOptions, load: () => ClientClass = loadClientClass, loadSerializer: () => SerializerClass = loadSerializerClass): LazyClient {
   const options = clientOptions(o);
   let client: Client | undefined;
   return {
     get: async () => {
       if (client === undefined) {
         const ClientClass = load();
-        client = new ClientClass(options);
+        client = new ClientClass({ ...options, Serializer: withBulkShortcut(loadSerializer()) });
       }
       return client;
     },
