@@ -670,7 +670,10 @@ export class Spool {
       let end = c.pos;
       let stop: 'full' | 'end' | 'caught-up' | 'no-room' = 'full';
       while (records.length < maxRecords) {
-        const e = await this.nextEntry(c);
+        // Entries lie in the 1 MiB read buffer one after another: taken synchronously, without the
+        // promises of the async path (which were ~40 % of the bytes the Elasticsearch sink allocated
+        // while reading its overflow back), which handles refills, the end and damaged entries.
+        const e = this.entryInBuffer(c) ?? await this.nextEntry(c);
         if (c.seg.dropped) break;
         if (e === 'end' || e === 'caught-up') {
           stop = e;
@@ -767,6 +770,18 @@ export class Spool {
   }
 
   /** Next intact entry at or after the cursor (skipping damage, which is counted), or where reading stops. */
+  /** The intact entry at c.pos when all of it is in c.buf already (undefined: ask nextEntry()). */
+  private entryInBuffer(c: Cursor): { at: number; bodyLength: number } | undefined {
+    const at = c.pos;
+    const bufEnd = c.bufStart + c.bufLen;
+    if (at < c.bufStart || at + ENTRY_HEADER_BYTES > bufEnd || at + ENTRY_HEADER_BYTES > c.seg.size) return undefined;
+    const h = readHeader(c.buf, at - c.bufStart);
+    if (!h.ok) return undefined;
+    const entryEnd = at + ENTRY_HEADER_BYTES + h.bodyLength;
+    if (entryEnd > bufEnd || entryEnd > c.seg.size || !checksumOk(c.buf, at - c.bufStart, h.bodyLength)) return undefined;
+    return { at, bodyLength: h.bodyLength };
+  }
+
   private async nextEntry(c: Cursor): Promise<{ at: number; bodyLength: number } | 'end' | 'caught-up'> {
     const writing = this.writer?.seg === c.seg;
     const end = c.seg.size;
