@@ -9,7 +9,7 @@
 export interface EntryWriter {
   /** Appends text, encoded as UTF-8. */
   text(s: string): void;
-  /** Appends bytes as they are. */
+  /** Appends bytes as they are (copied before it returns: the caller may reuse `b`). */
   bytes(b: Uint8Array): void;
   /** Appends text known to be ASCII (one byte per character: no UTF-8 pass). */
   ascii(s: string): void;

@@ -4,7 +4,7 @@
  * ContainerMeta object; per record only the id, the timestamp, the message and a few flags are
  * added. See README for the field list.
  */
-import { collectText, recordId } from '../sink.js';
+import { collectText, RecordIdWriter } from '../sink.js';
 import type { ContainerMeta, EntryWriter, LogRecord } from '../sink.js';
 import { writeJsonString } from '../json-bytes.js';
 import { rfc3339NanoBytes } from '../../src/time.js';
@@ -114,6 +114,7 @@ export class DocumentBuilder {
   private readonly namer: IndexNamer | undefined;
   private lastIndex = '';
   private lastActionPrefix: Buffer;
+  private readonly ids = new RecordIdWriter();
 
   constructor(private readonly options: DocumentOptions) {
     const { target } = options;
@@ -144,7 +145,7 @@ export class DocumentBuilder {
       }
     }
     out.bytes(this.lastActionPrefix);
-    out.ascii(recordId(r));
+    this.ids.write(r, out);
     out.bytes(ACTION_ID_CLOSE);
   }
 
