@@ -97,7 +97,8 @@ export function encodeSeal(records: number): Buffer {
 
 export type ParsedEntry =
   | { readonly type: typeof EntryType.Meta; readonly metaIndex: number; readonly meta: ContainerMeta | undefined }
-  | { readonly type: typeof EntryType.Record; readonly metaIndex: number; readonly decode: (meta: ContainerMeta) => LogRecord }
+  /** `bodyStart`/`bodyEnd`: where the body lies in the parsed buffer (decodeRecord() reads it). */
+  | { readonly type: typeof EntryType.Record; readonly metaIndex: number; readonly bodyStart: number; readonly bodyEnd: number }
   | { readonly type: typeof EntryType.Seal; readonly records: number }
   /** `bytes()` copies the wire bytes out. */
   | { readonly type: typeof EntryType.Encoded; readonly bytes: () => Buffer }
@@ -135,20 +136,7 @@ export function parseBody(buf: Buffer, at: number, bodyLength: number): ParsedEn
   const end = start + bodyLength;
   const type = buf[start];
   if (type === EntryType.Record && bodyLength >= RECORD_FIXED_BYTES) {
-    const metaIndex = buf.readUInt32BE(start + 1);
-    return {
-      type: EntryType.Record,
-      metaIndex,
-      decode: (container) => ({
-        container,
-        source: buf[start + 5] === 1 ? 'stderr' : 'stdout',
-        truncated: ((buf[start + 6] as number) & FLAG_TRUNCATED) !== 0,
-        // Signed halves, as protobufjs' Long and bigIntToParts carry them; recordId reads them `>>> 0`.
-        timeNano: { high: buf.readInt32BE(start + 7), low: buf.readInt32BE(start + 11) },
-        seq: buf.readUInt32BE(start + 15),
-        line: Buffer.from(buf.subarray(start + RECORD_FIXED_BYTES, end)),
-      }),
-    };
+    return { type: EntryType.Record, metaIndex: buf.readUInt32BE(start + 1), bodyStart: start, bodyEnd: end };
   }
   if (type === EntryType.Encoded) return { type: EntryType.Encoded, bytes: () => Buffer.from(buf.subarray(start + 1, end)) };
   if (type === EntryType.Meta && bodyLength >= 5) {
@@ -156,6 +144,26 @@ export function parseBody(buf: Buffer, at: number, bodyLength: number): ParsedEn
   }
   if (type === EntryType.Seal && bodyLength === 5) return { type: EntryType.Seal, records: buf.readUInt32BE(start + 1) };
   return { type: 'unknown' };
+}
+
+/**
+ * The record of a RECORD body at buf[bodyStart, bodyEnd) (from parseBody), its line copied out (the
+ * buffer is the reader's, and is reused). No closure or view per record: a reader slower than its
+ * input decodes every record it spooled.
+ */
+export function decodeRecord(buf: Buffer, bodyStart: number, bodyEnd: number, container: ContainerMeta): LogRecord {
+  const lineStart = bodyStart + RECORD_FIXED_BYTES;
+  const line = Buffer.allocUnsafe(bodyEnd - lineStart);
+  buf.copy(line, 0, lineStart, bodyEnd);
+  return {
+    container,
+    source: buf[bodyStart + 5] === 1 ? 'stderr' : 'stdout',
+    truncated: ((buf[bodyStart + 6] as number) & FLAG_TRUNCATED) !== 0,
+    // Signed halves, as protobufjs' Long and bigIntToParts carry them; recordId reads them `>>> 0`.
+    timeNano: { high: buf.readInt32BE(bodyStart + 7), low: buf.readInt32BE(bodyStart + 11) },
+    seq: buf.readUInt32BE(bodyStart + 15),
+    line,
+  };
 }
 
 function isStringMap(v: unknown): v is Record<string, string> {

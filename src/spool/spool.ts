@@ -35,7 +35,7 @@ import { ENTRY_OVERHEAD_BYTES } from '../../sinks/encoded-batch.js';
 import type { ContainerMeta, LogRecord } from '../../sinks/sink.js';
 import {
   ENTRY_HEADER_BYTES, ENTRY_MAGIC, EntryType, RECORD_FIXED_BYTES, SEAL_ENTRY_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC,
-  checksumOk, encodeEncoded, encodeMeta, encodeRecord, encodeSeal, encodedEntryBytes, holdsRecord, metaEntryBytes, metaJson, parseBody,
+  checksumOk, decodeRecord, encodeEncoded, encodeMeta, encodeRecord, encodeSeal, encodedEntryBytes, holdsRecord, metaEntryBytes, metaJson, parseBody,
   readHeader, recordEntryBytes,
 } from './codec.js';
 import { type Checkpoint, CheckpointFile, type Position, comparePositions } from './checkpoint.js';
@@ -699,7 +699,7 @@ export class Spool {
             stop = 'no-room';
             break;
           }
-          records.push(parsed.type === EntryType.Record ? parsed.decode(meta as ContainerMeta) : parsed.bytes());
+          records.push(parsed.type === EntryType.Record ? decodeRecord(c.buf, parsed.bodyStart, parsed.bodyEnd, meta as ContainerMeta) : parsed.bytes());
           bytes += size;
           c.pos = after;
           end = after;
