@@ -670,9 +670,9 @@ export class Spool {
       let end = c.pos;
       let stop: 'full' | 'end' | 'caught-up' | 'no-room' = 'full';
       while (records.length < maxRecords) {
-        // Entries lie in the 1 MiB read buffer one after another: taken synchronously, without the
-        // promises of the async path (which were ~40 % of the bytes the Elasticsearch sink allocated
-        // while reading its overflow back), which handles refills, the end and damaged entries.
+        // An entry already in the 1 MiB read buffer is taken synchronously; the async nextEntry()
+        // (refills, the segment's end, damaged entries) only when it is not. Its promises for every
+        // entry were ~40 % of the bytes the Elasticsearch sink allocated reading its overflow back.
         const e = this.entryInBuffer(c) ?? await this.nextEntry(c);
         if (c.seg.dropped) break;
         if (e === 'end' || e === 'caught-up') {
@@ -769,7 +769,6 @@ export class Spool {
     if (c !== undefined) await c.fh.close().catch(() => undefined);
   }
 
-  /** Next intact entry at or after the cursor (skipping damage, which is counted), or where reading stops. */
   /** The intact entry at c.pos when all of it is in c.buf already (undefined: ask nextEntry()). */
   private entryInBuffer(c: Cursor): { at: number; bodyLength: number } | undefined {
     const at = c.pos;
@@ -782,6 +781,7 @@ export class Spool {
     return { at, bodyLength: h.bodyLength };
   }
 
+  /** Next intact entry at or after the cursor (skipping damage, which is counted), or where reading stops. */
   private async nextEntry(c: Cursor): Promise<{ at: number; bodyLength: number } | 'end' | 'caught-up'> {
     const writing = this.writer?.seg === c.seg;
     const end = c.seg.size;
