@@ -55,11 +55,11 @@ export async function runDockerLogs({ app, work, storeMiB, reps }) {
     const t0 = performance.now();
     await Promise.all([
       (async () => {
-        await dockerOk(['run', '-d', '--name', names.shiplog, '--log-driver', SHIPLOG_NAME, '--log-opt', 'sinks=none', ...rotation, IMAGE, ...cmd]);
+        await dockerOk(['run', '-d', '--network', 'none', '--name', names.shiplog, '--log-driver', SHIPLOG_NAME, '--log-opt', 'sinks=none', ...rotation, IMAGE, ...cmd]);
         await dockerOk(['wait', names.shiplog]);
       })(),
       (async () => {
-        await dockerOk(['run', '-d', '--name', names.local, '--log-driver', 'local', ...rotation, IMAGE, ...cmd]);
+        await dockerOk(['run', '-d', '--network', 'none', '--name', names.local, '--log-driver', 'local', ...rotation, IMAGE, ...cmd]);
         await dockerOk(['wait', names.local]);
       })(),
     ]);

@@ -90,7 +90,10 @@ async function pushThrough({ plugin, driver, es, runDir, names, args, wl, base, 
   const expected = wl.linesEach * names.length;
   const t0 = performance.now();
   await bounded(Promise.all(names.map(async (name) => {
-    await dockerOk(['run', '-d', '--name', name, ...args, IMAGE, ...wl.cmd]);
+    // --network none: on a dockerd with --bridge=none, a container left on the default network leaves
+    // a network sandbox behind when removed (moby/moby#46583), which dockerd's next start removes one
+    // by one (~60 ms each; a full run left ~2,000).
+    await dockerOk(['run', '-d', '--network', 'none', '--name', name, ...args, IMAGE, ...wl.cmd]);
     const w = await dockerOk(['wait', name]);
     if (w.stdout.trim() !== '0') throw new Error(`${name} exited ${w.stdout.trim()}`);
   })), { plugin, ms: RUN_TIMEOUT_MS, what: 'the containers' });
@@ -116,8 +119,8 @@ async function pushThrough({ plugin, driver, es, runDir, names, args, wl, base, 
  * Warms a freshly started plugin with `warm` (the workload at a tenth of its size, same container
  * count) and removes those containers: the measured run then sees a process in its steady state, as
  * a plugin that has served containers since boot is, instead of paying its JIT compilation and lazy
- * initialisation (0.2–0.3 CPU s for shiplog) inside the run. dockerd, serving the built-in drivers,
- * is long-running too. Returns the warm-up's plugin CPU seconds.
+ * loading (for shiplog's ES sink, the client library: ~0.4 CPU s) inside the run. dockerd, serving
+ * the built-in drivers, is long-running too. Returns the warm-up's plugin CPU seconds.
  */
 async function warmUp({ plugin, driver, es, runDir, args, warm, tag }) {
   const names = Array.from({ length: warm.containers }, (_, i) => `w-${tag}-${i}`);
@@ -207,7 +210,7 @@ async function runOne({ app, work, driverKey, wlKey, wl, warm, rep, nodeArgs = [
 /** The warm-up before a measured run pushes this share of the workload's lines through the fresh plugin. */
 export const WARM_UP_SHARE = 0.1;
 
-export async function runE2e({ app, work, scale, reps, drivers, workloadKeys, nodeArgs = [], env = {}, warmUp = true }) {
+export async function runE2e({ app, work, scale, reps, drivers, workloadKeys, nodeArgs = [], env = {}, warmFirst = true }) {
   const all = workloads(scale);
   const warmSizes = workloads(scale * WARM_UP_SHARE);
   const results = [];
@@ -218,7 +221,7 @@ export async function runE2e({ app, work, scale, reps, drivers, workloadKeys, no
     for (let rep = 1; rep <= reps; rep++) {
       const order = rep % 2 === 1 ? drivers : [...drivers].reverse();
       for (const driverKey of order) {
-        const r = await runOne({ app, work, driverKey, wlKey, wl, warm: warmUp ? warmSizes[wlKey] : undefined, rep, nodeArgs, env });
+        const r = await runOne({ app, work, driverKey, wlKey, wl, warm: warmFirst ? warmSizes[wlKey] : undefined, rep, nodeArgs, env });
         results.push(r);
         log(`  ${wlKey} ${driverKey.padEnd(10)} rep ${rep}: done ${(r.doneMs / 1000).toFixed(2)} s, delivered ${(r.deliveredMs / 1000).toFixed(2)} s, `
           + `cpu dockerd ${r.cpu?.dockerd.toFixed(2)} plugin ${r.cpu?.plugin.toFixed(2)}${r.cpu?.es ? ` fake-es ${r.cpu.es.toFixed(2)}` : ''}`

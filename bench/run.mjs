@@ -97,7 +97,7 @@ try {
   if (opts.phases.includes('e2e')) {
     results.e2e = await runE2e({
       app, work, scale: opts.scale, reps: opts.reps, drivers: opts.drivers, workloadKeys: opts.workloadKeys, nodeArgs: opts.shiplogNodeArgs, env: opts.shiplogEnv,
-      warmUp: !flags.cold,
+      warmFirst: !flags.cold,
     });
     results.e2e.warmUp = !flags.cold;
     results.load.afterE2e = loadAverage();

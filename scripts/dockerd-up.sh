@@ -21,7 +21,9 @@ if ! docker version >/dev/null 2>&1; then
   dockerd --iptables=false --ip-masq=false --bridge=none --storage-driver=vfs \
     --data-root "$D/root" --exec-root "$D/exec" -H "$DOCKER_HOST" --pidfile "$D/docker.pid" \
     ${DOCKERD_EXTRA_ARGS:-} >"$D/dockerd.log" 2>&1 &
-  for _ in $(seq 1 120); do docker version >/dev/null 2>&1 && break; sleep 0.5; done
+  # Up to 5 minutes: at start dockerd removes the network sandboxes of containers it could not clean
+  # up before it last stopped, ~60 ms each; a full benchmark run can leave a thousand of them.
+  for _ in $(seq 1 600); do docker version >/dev/null 2>&1 && break; sleep 0.5; done
   docker version >/dev/null 2>&1 || { echo "dockerd did not start; see $D/dockerd.log" >&2; tail -20 "$D/dockerd.log" >&2; exit 1; }
 fi
 if ! docker image inspect shiplog-test/busybox >/dev/null 2>&1; then
