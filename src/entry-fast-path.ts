@@ -29,10 +29,9 @@ export const EMPTY_LINE = Buffer.alloc(0);
 
 /**
  * `buf[start, end)` as a whole line's entry, or undefined when the message is not one this path
- * decodes (the caller asks protobufjs). `line` is a view into `buf`. `into`: an entry to overwrite
- * and return instead of a new one (the FIFO reader's, whose consumers keep its fields, never it).
+ * decodes (the caller asks protobufjs). `line` is a view into `buf`.
  */
-export function decodeWholeLine(buf: Buffer, start: number, end: number, into?: DecodedEntry): DecodedEntry | undefined {
+export function decodeWholeLine(buf: Buffer, start: number, end: number): DecodedEntry | undefined {
   let source: 'stdout' | 'stderr' | undefined;
   let low = 0;
   let high = 0;
@@ -97,13 +96,5 @@ export function decodeWholeLine(buf: Buffer, start: number, end: number, into?: 
     }
   }
   if (source === undefined) return undefined;
-  if (into === undefined) return { source, timeNano: { low, high }, line, partial: false, partialId: '', partialOrdinal: 0, partialLast: false };
-  into.source = source;
-  into.timeNano = { low, high }; // a new one: the store and the reassembler keep it
-  into.line = line;
-  into.partial = false;
-  into.partialId = '';
-  into.partialOrdinal = 0;
-  into.partialLast = false;
-  return into;
+  return { source, timeNano: { low, high }, line, partial: false, partialId: '', partialOrdinal: 0, partialLast: false };
 }

@@ -34,11 +34,10 @@ const NO_BYTES = Buffer.alloc(0);
 /**
  * Decodes the LogEntry message at `buf[start, end)` without a view of it (the FIFO reader's hot
  * path: `line` is still a view into `buf`): a whole line's entry by hand (entry-fast-path.ts),
- * anything else with protobufjs. Throws on malformed protobuf, as decodeEntry. `into`: a whole line's
- * entry overwrites it (one object per stream instead of one per line); protobufjs' answers are new.
+ * anything else with protobufjs. Throws on malformed protobuf, as decodeEntry.
  */
-export function decodeEntryAt(buf: Buffer, start: number, end: number, into?: DecodedEntry): DecodedEntry {
-  return decodeWholeLine(buf, start, end, into) ?? decodeWithProtobufAt(buf, start, end);
+export function decodeEntryAt(buf: Buffer, start: number, end: number): DecodedEntry {
+  return decodeWholeLine(buf, start, end) ?? decodeWithProtobufAt(buf, start, end);
 }
 
 /** decodeEntryAt with protobufjs' generated code: every message the fast path does not take. */

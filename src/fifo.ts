@@ -25,17 +25,7 @@ export interface OpenedFifo {
   readonly writerGone: boolean;
 }
 
-/** Bytes of one FIFO read: the pipe's default capacity. */
-const READ_BYTES = 64 * 1024;
-
-/**
- * `onChunk` gets every later read as a view into one buffer per stream, rewritten by the next read
- * (net.Socket's `onread`): no ArrayBuffer per read. Whatever must outlive the call copies (the
- * store, the pending file, sinks' encoders, and the partial-line reassembler, which keeps pieces).
- * Allocating one per read let them pile up in the young generation whenever the rest of the path
- * made little garbage: V8 collects young ArrayBuffer bytes only past 32 MB (BENCHMARKS.md).
- */
-export async function openFifo(path: string, onChunk: (chunk: Buffer) => void): Promise<OpenedFifo> {
+export async function openFifo(path: string): Promise<OpenedFifo> {
   const fd = await open(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   try {
     const st = await fstat(fd);
@@ -52,19 +42,7 @@ export async function openFifo(path: string, onChunk: (chunk: Buffer) => void): 
       await close(fd);
       return { socket: undefined, initial: undefined, writerGone: true };
     }
-    // `onread` is a documented option of the constructor (Node's net.md since nodejs/node#54194;
-    // the behaviour is older) that this @types/node lists only for connect().
-    const options: net.SocketConstructorOpts & { onread: net.OnReadOpts } = {
-      fd, readable: true, writable: false, allowHalfOpen: true,
-      onread: {
-        buffer: Buffer.allocUnsafe(READ_BYTES),
-        callback: (n: number, buf: Uint8Array) => {
-          onChunk(Buffer.from(buf.buffer, buf.byteOffset, n));
-          return true;
-        },
-      },
-    };
-    const socket = new net.Socket(options);
+    const socket = new net.Socket({ fd, readable: true, writable: false, allowHalfOpen: true });
     return { socket, initial: n > 0 ? probe.subarray(0, n) : undefined, writerGone: false };
   } catch (err) {
     await close(fd).catch(() => undefined);

@@ -11,9 +11,8 @@ import { crashPoint } from './crash-point.js';
 import { openFifo } from './fifo.js';
 import { FrameSplitter, type FrameSink } from './framing.js';
 import type { PendingBytesLog } from './journal.js';
-import { PartialReassembler, type ReassemblyLimits } from './pipeline/partials.js';
+import { type AssembledLine, PartialReassembler, type ReassemblyLimits } from './pipeline/partials.js';
 import type { SinkRunner } from './sink-runner.js';
-import type { Int64Parts } from './time.js';
 import type { ContainerLogWriter } from './store/store.js';
 
 export interface LogStreamStats {
@@ -57,8 +56,6 @@ export class LogStream implements FrameSink {
   private resolveEnded!: (why: StreamEnd) => void;
   private socket: net.Socket | undefined;
   private readonly splitter = new FrameSplitter(this);
-  /** Whole lines are decoded into this one object: the store and the reassembler keep its fields, never it. */
-  private readonly scratchEntry: DecodedEntry = { source: '', timeNano: { low: 0, high: 0 }, line: Buffer.alloc(0), partial: false, partialId: '', partialOrdinal: 0, partialLast: false };
   private readonly reassembler: PartialReassembler;
   private finished = false;
   private warnedCorrupt = false;
@@ -69,7 +66,7 @@ export class LogStream implements FrameSink {
 
   constructor(private readonly parts: LogStreamParts) {
     this.ended = new Promise((resolve) => { this.resolveEnded = resolve; });
-    this.reassembler = new PartialReassembler(parts.reassembly, (source, timeNano, line, truncated) => this.emit(source, timeNano, line, truncated));
+    this.reassembler = new PartialReassembler(parts.reassembly, (line) => this.emit(line));
     const resume = parts.resume;
     if (resume !== undefined && !('carry' in resume)) this.splitter.startResync();
   }
@@ -89,7 +86,7 @@ export class LogStream implements FrameSink {
       this.process(resume.carry, true);
       if (resume.cutShort === true) this.splitter.abandonPartialFrame();
     }
-    const { socket, initial, writerGone } = await openFifo(this.parts.file, (chunk) => this.onChunk(chunk));
+    const { socket, initial, writerGone } = await openFifo(this.parts.file);
     if (initial !== undefined) this.onChunk(initial);
     if (socket === undefined || writerGone) {
       // Ends on the next tick, once the caller has registered the stream.
@@ -97,6 +94,7 @@ export class LogStream implements FrameSink {
       return;
     }
     this.socket = socket;
+    socket.on('data', (chunk: Buffer) => this.onChunk(chunk));
     socket.on('end', () => this.finish('eof'));
     socket.on('error', (err) => {
       this.parts.logger.error({ err, file: this.parts.file }, 'FIFO read failed; ending the stream');
@@ -114,7 +112,7 @@ export class LogStream implements FrameSink {
     const messageStart = start + 4;
     let entry: DecodedEntry;
     try {
-      entry = decodeEntryAt(buf, messageStart, end, this.scratchEntry);
+      entry = decodeEntryAt(buf, messageStart, end);
     } catch (err) {
       this.stats.skipped.corrupt++;
       // A frame that does not decode probably had a wrong length: the next real frame may start inside it.
@@ -172,25 +170,26 @@ export class LogStream implements FrameSink {
     });
   }
 
-  private emit(source: string, timeNano: Int64Parts, line: Buffer, truncated: boolean): void {
+  private emit(line: AssembledLine): void {
+    const source = line.source;
     if (source !== 'stdout' && source !== 'stderr') {
       this.stats.skipped.badSource++;
       return;
     }
     const last = this.lastTime[source];
-    if (last.low === timeNano.low && last.high === timeNano.high) {
+    if (last.low === line.timeNano.low && last.high === line.timeNano.high) {
       last.seq++;
     } else {
-      last.low = timeNano.low;
-      last.high = timeNano.high;
+      last.low = line.timeNano.low;
+      last.high = line.timeNano.high;
       last.seq = 0;
     }
     const record: LogRecord = {
       container: this.parts.container,
       source: source satisfies LogSource,
-      timeNano,
-      line,
-      truncated,
+      timeNano: line.timeNano,
+      line: line.line,
+      truncated: line.truncated,
       seq: last.seq,
     };
     this.stats.records++;

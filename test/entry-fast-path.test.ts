@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { decodeWholeLine } from '../src/entry-fast-path.js';
-import { decodeEntryAt, decodeWithProtobufAt, type DecodedEntry, encodeEntry } from '../src/entry.js';
+import { decodeEntryAt, decodeWithProtobufAt, type DecodedEntry } from '../src/entry.js';
 import { LogEntry } from '../src/generated/entry.js';
 
 /** A comparable form: Long and plain halves alike, line as bytes. */
@@ -111,22 +111,5 @@ describe('decodeWholeLine (the FIFO reader\'s fast path)', () => {
     // The mix exercised both paths and both outcomes.
     expect(fastTaken).toBeGreaterThan(1_000);
     expect(threw).toBeGreaterThan(1_000);
-  });
-});
-
-describe('decodeWholeLine into a reused entry (the FIFO reader\'s)', () => {
-  it('overwrites every field, with a new time object each time, and returns that entry', () => {
-    const into: DecodedEntry = { source: 'x', timeNano: { low: 9, high: 9 }, line: Buffer.from('old'), partial: true, partialId: 'p', partialOrdinal: 3, partialLast: true };
-    const times: unknown[] = [];
-    for (const [source, line, high] of [['stdout', 'first', 0], ['stderr', '', 256]] as const) {
-      const message = Buffer.from(encodeEntry(source, { low: 5, high }, Buffer.from(line)));
-      const got = decodeWholeLine(message, 0, message.length, into);
-      expect(got).toBe(into);
-      const fresh = decodeWholeLine(message, 0, message.length);
-      expect(fresh).toBeDefined();
-      expect(plain(into)).toEqual(plain(fresh as DecodedEntry));
-      times.push(into.timeNano);
-    }
-    expect(times[0]).not.toBe(times[1]);
   });
 });

@@ -11,7 +11,7 @@ function entry(line: string, p?: { id?: string; ordinal: number; last: boolean }
 }
 function collect(limits = { maxBytes: 1 << 20, holdMs: 5000 }) {
   const out: AssembledLine[] = [];
-  const r = new PartialReassembler(limits, (source, timeNano, line, truncated) => out.push({ source, timeNano, line, truncated }));
+  const r = new PartialReassembler(limits, (l) => out.push(l));
   const text = () => out.map((l) => `${l.line.toString()}${l.truncated ? '!' : ''}`);
   return { r, out, text };
 }
@@ -35,18 +35,6 @@ describe('PartialReassembler', () => {
     expect(text()).toEqual(['aabbcc']);
     expect(out[0]?.timeNano).toBe(T);
     expect(r.openGroups).toBe(0);
-  });
-
-  it('copies the pieces it keeps: the FIFO reader hands views into one buffer it rewrites', () => {
-    const { r, text } = collect({ maxBytes: 8, holdMs: 5000 });
-    const readBuffer = Buffer.from('0123456789');
-    const view = (from: number, to: number) => readBuffer.subarray(from, to);
-    r.push({ ...entry(''), line: view(0, 4), partial: true, partialId: 'x', partialOrdinal: 1, partialLast: false });
-    readBuffer.fill(0x2a); // the next read overwrites the buffer
-    r.push({ ...entry(''), line: view(0, 6), partial: true, partialId: 'x', partialOrdinal: 2, partialLast: false }); // 4 + 6 > 8: the cut keeps a piece
-    readBuffer.fill(0x2d);
-    r.push({ ...entry('end'), partial: true, partialId: 'x', partialOrdinal: 3, partialLast: true });
-    expect(text()).toEqual(['0123****!', '**end!']);
   });
 
   it('keeps interleaved stdout and stderr groups apart', () => {

@@ -243,24 +243,6 @@ describe('LogStore append and read', () => {
     ]);
   });
 
-  it('copies entries of every size around the byte-loop threshold exactly, from views into a chunk it then clears', async () => {
-    const root = tempRoot();
-    const { store } = await openStore(root);
-    const w = store.openWriter(ID_A, NO_ROTATION);
-    const entries: TestEntry[] = Array.from({ length: 61 }, (_, n) => ({ t: tAt(n + 1), line: Array.from({ length: n }, (_, i) => String.fromCharCode(33 + ((n * 7 + i) % 90))).join('') }));
-    const chunk = Buffer.concat(entries.map(fifoFrame));
-    let pos = 0;
-    for (const e of entries) {
-      const n = chunk.readUInt32BE(pos) + 4;
-      w.add(chunk, pos + 4, pos + n, bigIntToParts(e.t));
-      pos += n;
-    }
-    w.flush();
-    chunk.fill(0);
-    const bodies = storedBodies(path.join(root, ID_A, 'container.log'));
-    expect(bodies.map((b) => Buffer.from(b).toString('hex'))).toEqual(entries.map((e) => Buffer.from(entryBytes(e)).toString('hex')));
-  });
-
   it('writes one record per entry with header == footer, and the file grows by exactly the flushed bytes', async () => {
     const root = tempRoot();
     const { store } = await openStore(root);

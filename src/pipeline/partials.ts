@@ -15,9 +15,6 @@ export interface AssembledLine {
   readonly truncated: boolean;
 }
 
-/** Takes each whole line; its fields as arguments, so no AssembledLine is made per line on the hot path. */
-export type LineSink = (source: string, timeNano: Int64Parts, line: Buffer, truncated: boolean) => void;
-
 export interface ReassemblyLimits {
   /** Longest line handed to sinks; beyond it the line continues in a further record. */
   readonly maxBytes: number;
@@ -44,7 +41,7 @@ export class PartialReassembler {
   /** … and by source, from daemons that send no id: a plain entry of that source ends the line. */
   private readonly openBySource = new Map<string, OpenGroup>();
 
-  constructor(private readonly limits: ReassemblyLimits, private readonly emit: LineSink) {}
+  constructor(private readonly limits: ReassemblyLimits, private readonly emit: (line: AssembledLine) => void) {}
 
   /** Lines currently held back waiting for more chunks. */
   get openGroups(): number {
@@ -56,7 +53,7 @@ export class PartialReassembler {
       // Checked for every line: a size test first spares the common case a Map lookup.
       const legacy = this.openBySource.size === 0 ? undefined : this.openBySource.get(e.source);
       if (legacy === undefined) {
-        this.emit(e.source, e.timeNano, asBuffer(e.line), false);
+        this.emit({ source: e.source, timeNano: e.timeNano, line: asBuffer(e.line), truncated: false });
         return;
       }
       // Pre-metadata daemons end a partial run with a plain entry.
@@ -88,13 +85,13 @@ export class PartialReassembler {
     let rest = chunk;
     while (group.bytes + rest.length > this.limits.maxBytes) {
       const room = this.limits.maxBytes - group.bytes;
-      group.chunks.push(Buffer.from(rest.subarray(0, room))); // a copy: the FIFO's read buffer is reused
+      group.chunks.push(rest.subarray(0, room));
       group.bytes += room;
       rest = rest.subarray(room);
       this.emitGathered(group, true);
     }
     if (rest.length > 0) {
-      group.chunks.push(Buffer.from(rest)); // a copy: the FIFO's read buffer is reused
+      group.chunks.push(rest);
       group.bytes += rest.length;
     }
   }
@@ -103,7 +100,7 @@ export class PartialReassembler {
     const line = group.chunks.length === 1 ? asBuffer(group.chunks[0] as Uint8Array) : Buffer.concat(group.chunks, group.bytes);
     group.chunks = [];
     group.bytes = 0;
-    this.emit(group.source, group.timeNano, line, truncated || group.continued);
+    this.emit({ source: group.source, timeNano: group.timeNano, line, truncated: truncated || group.continued });
     group.continued = true;
   }
 

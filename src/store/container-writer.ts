@@ -12,13 +12,6 @@ const INITIAL_BUFFER_BYTES = 64 * 1024;
 /** A buffer grown past this for one huge chunk is dropped after the flush, not kept per stream. */
 const RETAINED_BUFFER_BYTES = 1024 * 1024;
 
-/**
- * Entries up to this size are copied byte by byte: Buffer#copy of a range makes a Uint8Array view
- * first (Node 20-24), 40-50 ns and a garbage object per call, against 15-30 ns for a loop over
- * 10-30 bytes (a short line's entry); from ~40 bytes on, copy() is faster.
- */
-const SHORT_COPY_BYTES = 32;
-
 export class StoreWriter implements ContainerLogWriter {
   private pending = Buffer.allocUnsafe(INITIAL_BUFFER_BYTES);
   private pendingBytes = 0;
@@ -45,11 +38,7 @@ export class StoreWriter implements ContainerLogWriter {
     let at = this.pendingBytes;
     // Our own header: header and footer agree whatever the FIFO's prefix said.
     buf.writeUInt32BE(bodyLength, at);
-    if (bodyLength <= SHORT_COPY_BYTES) {
-      for (let i = 0, to = at + 4; i < bodyLength; i++) buf[to + i] = source[start + i] as number;
-    } else {
-      source.copy(buf, at + 4, start, end);
-    }
+    source.copy(buf, at + 4, start, end);
     at += 4 + bodyLength;
     buf.writeUInt32BE(bodyLength, at);
     this.pendingBytes = at + 4;
