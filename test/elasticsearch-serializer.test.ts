@@ -1,8 +1,8 @@
 import { Serializer, errors } from '@elastic/elasticsearch';
 import { describe, expect, it } from 'vitest';
-import { createClient } from '../sinks/elasticsearch/client.js';
+import { createClient, loadSerializerClass } from '../sinks/elasticsearch/client.js';
 import { elasticsearchOptions } from '../sinks/elasticsearch/options.js';
-import { ALL_DELIVERED, isAllDeliveredBulkAnswer, loadSerializerClass, withBulkShortcut } from '../sinks/elasticsearch/serializer.js';
+import { ALL_DELIVERED, isAllDeliveredBulkAnswer, withBulkShortcut } from '../sinks/elasticsearch/serializer.js';
 import { parseTable } from '../src/option-table.js';
 
 describe('bulk answers that report no failed item are not parsed', () => {

@@ -10,7 +10,7 @@ import type { ConnectionOptions as TlsOptions } from 'node:tls';
 import type { Client, ClientOptions } from '@elastic/elasticsearch';
 import { OptionError } from '../../src/option-table.js';
 import type { ElasticsearchOptions } from './options.js';
-import { loadSerializerClass, type SerializerClass, withBulkShortcut } from './serializer.js';
+import { type SerializerClass, withBulkShortcut } from './serializer.js';
 
 export type ClientAuth = { readonly username: string; readonly password: string } | { readonly apiKey: string };
 
@@ -78,15 +78,26 @@ type ClientClass = new (options: ClientOptions) => Client;
 const requireCjs = createRequire(import.meta.url);
 
 /**
- * The library's Client class, loaded with require(): it is CommonJS, and `import()` of it once (of
+ * A class the library exports, loaded with require(): it is CommonJS, and `import()` of it once (of
  * ~20 busy 20-container benchmark runs) resolved to a namespace whose `Client` was not a constructor,
  * which then failed every send of that process ("lib.Client is not a constructor"). require() hands
  * back module.exports itself.
  */
+function libraryClass(name: 'Client' | 'Serializer'): unknown {
+  const lib = requireCjs('@elastic/elasticsearch') as Record<string, unknown>;
+  const found = lib[name];
+  if (typeof found !== 'function') throw new Error(`@elastic/elasticsearch has no ${name} class (got ${typeof found})`);
+  return found;
+}
+
+/** The library's Client class. */
 export function loadClientClass(): ClientClass {
-  const lib = requireCjs('@elastic/elasticsearch') as { Client?: unknown };
-  if (typeof lib.Client !== 'function') throw new Error(`@elastic/elasticsearch has no Client class (got ${typeof lib.Client})`);
-  return lib.Client as ClientClass;
+  return libraryClass('Client') as ClientClass;
+}
+
+/** The library's Serializer class, which the client gets with the bulk shortcut (serializer.ts). */
+export function loadSerializerClass(): SerializerClass {
+  return libraryClass('Serializer') as SerializerClass;
 }
 
 /**

@@ -6,7 +6,6 @@
  * classifyBulkResponse never reads when `errors` is false; parsing them was ~4 % of the sink's CPU.
  * Everything else, `errors: true` included, is parsed by the library's own serializer.
  */
-import { createRequire } from 'node:module';
 import type { ClientOptions } from '@elastic/elasticsearch';
 
 export type SerializerClass = NonNullable<ClientOptions['Serializer']>;
@@ -17,15 +16,6 @@ export const ALL_DELIVERED = Object.freeze({ errors: false });
 /** True when `json` is a bulk answer whose first field says no item failed. */
 export function isAllDeliveredBulkAnswer(json: string): boolean {
   return json.startsWith('{"errors":false,') || json === '{"errors":false}';
-}
-
-const requireCjs = createRequire(import.meta.url);
-
-/** The library's Serializer class (loaded with the client, on first use). */
-export function loadSerializerClass(): SerializerClass {
-  const lib = requireCjs('@elastic/elasticsearch') as { Serializer?: unknown };
-  if (typeof lib.Serializer !== 'function') throw new Error(`@elastic/elasticsearch has no Serializer class (got ${typeof lib.Serializer})`);
-  return lib.Serializer as SerializerClass;
 }
 
 /** `Base` with the shortcut. */
