@@ -154,6 +154,8 @@ const HEX_BYTE = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2
 const HEX_CODES = Uint8Array.from(HEX_BYTE.join(''), (c) => c.charCodeAt(0));
 const ID_STDOUT = 0x6f; // 'o'
 const ID_STDERR = 0x65; // 'e'
+/** What follows the container's part of an id: the source letter and the time's 16 hex digits. */
+const ID_TAIL_BYTES = 1 + 16;
 
 /**
  * Writes recordId(r), byte for byte, without building its strings (two hex strings and their
@@ -169,11 +171,11 @@ export class RecordIdWriter {
     let buf = this.scratch.get(r.container);
     if (buf === undefined) {
       const head = Buffer.from(r.container.id.slice(0, 32), 'latin1');
-      buf = Buffer.alloc(head.length + 17);
+      buf = Buffer.alloc(head.length + ID_TAIL_BYTES);
       head.copy(buf);
       this.scratch.set(r.container, buf);
     }
-    let at = buf.length - 17;
+    let at = buf.length - ID_TAIL_BYTES;
     buf[at++] = r.source === 'stderr' ? ID_STDERR : ID_STDOUT;
     at = writeHex32(buf, at, r.timeNano.high);
     writeHex32(buf, at, r.timeNano.low);
