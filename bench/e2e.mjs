@@ -69,6 +69,11 @@ let runCounter = 0;
 /** Longest a run's containers may take before the run counts as failed (a healthy one takes seconds). */
 const RUN_TIMEOUT_MS = 300_000;
 
+/** With shiplog's file sink: a line counter on each container's file (delivery is counted by newlines). */
+function fileSinkCounters(plugin, driver, names) {
+  return plugin?.name === SHIPLOG_NAME && !driver.es && !driver.storeOnly ? names.map((n) => new LineCounter(path.join(plugin.filesDir, `${n}.log`))) : undefined;
+}
+
 /** What the plugin has taken in so far (its counters are cumulative over a process's life). */
 async function pluginTotals({ plugin, driver, es, runDir }) {
   if (plugin === undefined) return { ended: 0, bytes: 0, lines: 0, stored: 0 };
@@ -127,7 +132,7 @@ async function warmUp({ plugin, driver, es, runDir, args, warm, tag }) {
   const cpu0 = cpuSeconds(plugin.pid);
   try {
     const base = await pluginTotals({ plugin, driver, es, runDir });
-    const counters = plugin.name === SHIPLOG_NAME && !driver.es && !driver.storeOnly ? names.map((n) => new LineCounter(path.join(plugin.filesDir, `${n}.log`))) : undefined;
+    const counters = fileSinkCounters(plugin, driver, names);
     await pushThrough({ plugin, driver, es, runDir, names, args, wl: warm, base, counters });
   } finally {
     const rm = await docker(['rm', '-f', ...names], { timeoutMs: 120_000 });
@@ -157,7 +162,7 @@ async function runOne({ app, work, driverKey, wlKey, wl, warm, rep, nodeArgs = [
     }
     await settle([dockerd, ...(plugin ? [plugin.pid] : [])]);
     const base = await pluginTotals({ plugin, driver, es, runDir });
-    const counters = plugin?.name === SHIPLOG_NAME && !driver.es && !driver.storeOnly ? names.map((n) => new LineCounter(path.join(plugin.filesDir, `${n}.log`))) : undefined;
+    const counters = fileSinkCounters(plugin, driver, names);
     if (plugin !== undefined) resetPeakRss(plugin.pid);
     const cpu0 = { dockerd: cpuSeconds(dockerd), plugin: plugin ? cpuSeconds(plugin.pid) : 0, es: es ? cpuSeconds(es.pid) : 0 };
     const threads0 = plugin ? threadCpu(plugin.pid) : undefined;

@@ -248,16 +248,16 @@ export function snapshotDist(dir) {
 
 // --- processes under test ---------------------------------------------------------------------------
 
-/**
- * A plugin process (shiplog or the null plugin) listening on /run/docker/plugins/<name>.sock; its
- * output goes to a file in its work dir.
- */
 /** The NODE_OPTIONS value config.json gives the managed plugin by default ('' when none). */
 export function pluginNodeOptions() {
   const config = JSON.parse(fs.readFileSync(path.join(ROOT, 'config.json'), 'utf8'));
   return config.env.find((e) => e.name === 'NODE_OPTIONS')?.value ?? '';
 }
 
+/**
+ * A plugin process (shiplog or the null plugin) listening on /run/docker/plugins/<name>.sock; its
+ * output goes to a file in its work dir.
+ */
 export async function startPlugin({ kind, app, workDir, env = {}, nodeArgs = [] }) {
   const name = kind === 'null' ? NULL_NAME : SHIPLOG_NAME;
   const socket = `/run/docker/plugins/${name}.sock`;
