@@ -245,6 +245,16 @@ function deepMerge(into: JsonObject, from: JsonObject): JsonObject {
   return into;
 }
 
+/** A bulk body whose last line has no newline (Elasticsearch's 400 for it). */
+function notTerminatedByNewline(): EsError {
+  return new EsError(400, 'illegal_argument_exception', 'The bulk request must be terminated by a newline [\\n]');
+}
+
+/** `response` as the request's `filter_path` (if any) leaves it. */
+function withFilterPath(response: unknown, query: Readonly<Record<string, string>>): unknown {
+  return query['filter_path'] !== undefined ? applyFilterPath(response, query['filter_path']) : response;
+}
+
 /** ES filter_path: comma-separated dotted paths, `*` matching any key, arrays traversed. */
 export function applyFilterPath(value: unknown, filterPath: string): unknown {
   const patterns = filterPath.split(',').map((p) => p.trim()).filter((p) => p !== '').map((p) => p.split('.'));
@@ -834,7 +844,7 @@ class FakeElasticsearch implements FakeEs {
     if (this.options.countOnly === true) return this.countBulk(text, query, entry);
     const lines = text.split('\n');
     if (lines.at(-1) === '') lines.pop();
-    else if (text !== '') throw new EsError(400, 'illegal_argument_exception', 'The bulk request must be terminated by a newline [\\n]');
+    else if (text !== '') throw notTerminatedByNewline();
     if (lines.length === 0) throw new EsError(400, 'action_request_validation_exception', 'Validation Failed: 1: no requests added;');
     const items: JsonObject[] = [];
     let errors = false;
@@ -859,14 +869,14 @@ class FakeElasticsearch implements FakeEs {
     }
     entry.documents = items.length;
     const response = { took: 1, errors, items };
-    return query['filter_path'] !== undefined ? applyFilterPath(response, query['filter_path']) : response;
+    return withFilterPath(response, query);
   }
 
   /** countOnly: action and source lines in pairs, every one a success of the first line's op type. */
   private countBulk(text: string, query: Readonly<Record<string, string>>, entry: RequestLog): unknown {
     let lines = 0;
     for (let at = text.indexOf('\n'); at !== -1; at = text.indexOf('\n', at + 1)) lines++;
-    if (lines === 0 || !text.endsWith('\n')) throw new EsError(400, 'illegal_argument_exception', 'The bulk request must be terminated by a newline [\\n]');
+    if (lines === 0 || !text.endsWith('\n')) throw notTerminatedByNewline();
     const documents = lines >> 1;
     const opType = text.startsWith('{"index"') ? 'index' : 'create';
     this.counters.bulkItems += documents;
@@ -874,7 +884,7 @@ class FakeElasticsearch implements FakeEs {
     entry.documents = documents;
     const item = { [opType]: { status: opType === 'create' ? 201 : 200, result: 'created' } };
     const response = { took: 1, errors: false, items: new Array<JsonObject>(documents).fill(item) };
-    return query['filter_path'] !== undefined ? applyFilterPath(response, query['filter_path']) : response;
+    return withFilterPath(response, query);
   }
 
   private itemError(index: string, id: string | undefined, status: number, type: string, reason: string): JsonObject {
