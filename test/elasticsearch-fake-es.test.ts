@@ -204,4 +204,27 @@ describe('fake-es counting mode (the benchmark\'s)', () => {
       await counting.close();
     }
   });
+
+  it.each([
+    ['errors,items.*.error,items.*.status'],
+    ['errors'],
+    ['items.*.index.status'],
+    [undefined],
+  ])('answers what the generic filter_path makes of a success per item (filter_path %s), in ES\'s key order', async (filterPath) => {
+    const counting = await startFakeEs({ countOnly: true });
+    try {
+      const pairs = Array.from({ length: 1000 }, (_, i) => [{ index: { _index: 'logs-a-b', _id: String(i) } }, { n: i }]).flat();
+      const query = filterPath === undefined ? '' : `?filter_path=${filterPath}`;
+      const res = await fetch(`${counting.url}/_bulk${query}`, { method: 'POST', body: ndjson(...pairs), headers: { 'content-type': 'application/x-ndjson' } });
+      expect(res.status).toBe(200);
+      const text = await res.text();
+      const full = { took: 1, errors: false, items: Array.from({ length: 1000 }, () => ({ index: { status: 200, result: 'created' } })) };
+      const expected = filterPath === undefined ? full : applyFilterPath(full, filterPath);
+      expect(JSON.parse(text)).toEqual(expected);
+      expect(text).toBe(JSON.stringify(expected));
+      expect(counting.stats()).toMatchObject({ bulkItems: 1000, stored: 1000 });
+    } finally {
+      await counting.close();
+    }
+  });
 });
