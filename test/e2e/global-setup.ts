@@ -1,38 +1,56 @@
 /**
  * Starts one private dockerd for all end-to-end tests (scripts/dockerd-up.sh) and stops it by pid at
  * the end. The tests reach it through DOCKER_HOST.
+ *
+ * The teardown awaits its commands instead of running them synchronously: removing a suite's worth
+ * of vfs containers and stopping dockerd takes over 10 s, and a blocked event loop kept vitest from
+ * seeing its last test worker exit, so it printed "Timeout terminating forks worker" for that file
+ * at the end of every full run.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import type { TestProject } from 'vitest/node';
+
+const execFileAsync = promisify(execFile);
 
 const root = path.resolve(import.meta.dirname, '../..');
 export const DOCKERD_DIR = process.env.SHIPLOG_E2E_DOCKERD_DIR ?? '/tmp/shiplog-e2e-dockerd';
 
-export default function setup(project: TestProject): () => void {
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const out = execFileSync('bash', [path.join(root, 'scripts/dockerd-up.sh'), DOCKERD_DIR], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   const host = /DOCKER_HOST=(\S+)/.exec(out)?.[1];
   if (host === undefined) throw new Error(`dockerd-up.sh printed no DOCKER_HOST: ${out}`);
   process.env.DOCKER_HOST = host;
   project.provide('dockerHost', host);
   project.provide('dockerdDir', DOCKERD_DIR);
-  removeAllContainers(host); // left by a run that was interrupted
-  return () => {
-    removeAllContainers(host);
-    pruneDanglingImages(host);
-    execFileSync('bash', [path.join(root, 'scripts/dockerd-down.sh'), DOCKERD_DIR], { stdio: 'inherit' });
+  await removeAllContainers(host); // left by a run that was interrupted
+  return async () => {
+    await removeAllContainers(host);
+    await pruneDanglingImages(host);
+    await runWithOutput('bash', [path.join(root, 'scripts/dockerd-down.sh'), DOCKERD_DIR]);
   };
+}
+
+/** Runs a command with the test run's stdout and stderr; rejects if it fails. */
+function runWithOutput(command: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: 'inherit' });
+    child.on('error', reject);
+    child.on('exit', (code, signal) => (code === 0 ? resolve() : reject(new Error(`${command} ${args.join(' ')} exited ${code ?? signal}`))));
+  });
 }
 
 /**
  * Removes every container of the tests' own dockerd. With vfs each container is a full copy of its
  * image: left in place, repeated runs on one machine filled its disk (2,374 containers, 37 GB).
  */
-function removeAllContainers(host: string): void {
+async function removeAllContainers(host: string): Promise<void> {
   try {
-    const ids = execFileSync('docker', ['-H', host, 'ps', '-aq'], { encoding: 'utf8', timeout: 60_000 }).split('\n').filter((id) => id !== '');
+    const { stdout } = await execFileAsync('docker', ['-H', host, 'ps', '-aq'], { encoding: 'utf8', timeout: 60_000 });
+    const ids = stdout.split('\n').filter((id) => id !== '');
     for (let i = 0; i < ids.length; i += 100) {
-      execFileSync('docker', ['-H', host, 'rm', '-f', ...ids.slice(i, i + 100)], { stdio: 'ignore', timeout: 300_000 });
+      await execFileAsync('docker', ['-H', host, 'rm', '-f', ...ids.slice(i, i + 100)], { timeout: 300_000 });
     }
   } catch (err) {
     process.stderr.write(`e2e: could not remove the test containers: ${err instanceof Error ? err.message : String(err)}\n`);
@@ -47,9 +65,9 @@ declare module 'vitest' {
 }
 
 /** Drops the layers of earlier builds of the plugin image that the current one no longer uses. */
-function pruneDanglingImages(host: string): void {
+async function pruneDanglingImages(host: string): Promise<void> {
   try {
-    execFileSync('docker', ['-H', host, 'image', 'prune', '-f'], { stdio: 'ignore', timeout: 300_000 });
+    await execFileAsync('docker', ['-H', host, 'image', 'prune', '-f'], { timeout: 300_000 });
   } catch (err) {
     process.stderr.write(`e2e: could not prune dangling images: ${err instanceof Error ? err.message : String(err)}\n`);
   }
