@@ -5,6 +5,7 @@
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
+import { type BodySchema, bodyValidator } from './body-schema.js';
 import type { ContainerInfo } from './container-info.js';
 import { type Driver, DriverError, type ReadConfig } from './driver.js';
 import type { ReadRequest } from './store/store.js';
@@ -26,12 +27,12 @@ const infoSchema = {
     DaemonName: { type: 'string' },
   },
   required: ['ContainerID'],
-} as const;
+} as const satisfies BodySchema;
 
 const startSchema = {
   type: 'object', properties: { File: { type: 'string', minLength: 1 }, Info: infoSchema }, required: ['File', 'Info'],
-} as const;
-const stopSchema = { type: 'object', properties: { File: { type: 'string', minLength: 1 } }, required: ['File'] } as const;
+} as const satisfies BodySchema;
+const stopSchema = { type: 'object', properties: { File: { type: 'string', minLength: 1 } }, required: ['File'] } as const satisfies BodySchema;
 const readSchema = {
   type: 'object',
   properties: {
@@ -42,7 +43,7 @@ const readSchema = {
     },
   },
   required: ['Info', 'Config'],
-} as const;
+} as const satisfies BodySchema;
 
 interface StartBody { File: string; Info: Partial<ContainerInfo> }
 interface StopBody { File: string }
@@ -50,10 +51,23 @@ interface ReadBody { Info: Partial<ContainerInfo>; Config: ReadConfig }
 
 const OK = { Err: '' };
 
+/**
+ * Stands in for fastify's default compiler factories, which would load Ajv and fast-json-stringify
+ * (body-schema.ts says why not): bodies are checked by bodyValidator, and no route has a response
+ * schema. Called only if a route needed one of them, which would then fail at start-up.
+ */
+function noCompilerFactory(): never {
+  throw new Error('shiplog has no schema compiler for this route (see src/body-schema.ts)');
+}
+
 export function buildServer(driver: Driver, logger: Logger): FastifyInstance {
   // fastify logs every request at info; per-call logging is debug-level detail for shiplog, so its logger starts at warn.
   const apiLogger = logger.child({ part: 'api' }, { level: logger.isLevelEnabled('trace') ? 'trace' : 'warn' });
-  const app = Fastify({ loggerInstance: apiLogger as FastifyBaseLogger, bodyLimit: 4 * 1024 * 1024, return503OnClosing: true });
+  const app = Fastify({
+    loggerInstance: apiLogger as FastifyBaseLogger, bodyLimit: 4 * 1024 * 1024, return503OnClosing: true,
+    schemaController: { compilersFactory: { buildValidator: noCompilerFactory, buildSerializer: noCompilerFactory } },
+  });
+  app.setValidatorCompiler(({ schema }) => bodyValidator(schema as BodySchema));
 
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
