@@ -229,6 +229,7 @@ export class SinkRunner {
       ? new Spool({ ...(options as Omit<SpoolOptions, 'onDrop'>), flushPerTask: this.writeThrough, onDrop: (reason, count) => this.drop(reason, count) })
       : undefined;
     this.spool = spool;
+    budget.join();
     if (spool !== undefined) {
       this.stats.spoolBytes = spool.bytes;
       if (spool.hasUnread()) {
@@ -236,6 +237,11 @@ export class SinkRunner {
         this.pump();
       }
     }
+  }
+
+  /** Bytes this runner may hold in memory now: its own bound, and its share of the shared budget. */
+  private memoryLimitBytes(): number {
+    return Math.min(this.queueLimitBytes, this.budget.instanceLimitBytes);
   }
 
   /** Takes one record; never waits. */
@@ -247,7 +253,7 @@ export class SinkRunner {
       this.sink.encode(record, this.batch);
       const bytes = this.batch.endEntry() + ENTRY_OVERHEAD_BYTES;
       const memoryOpen = !this.failing || this.spool === undefined;
-      if (memoryOpen && this.stats.queuedBytes + bytes <= this.queueLimitBytes && this.budget.tryTake(bytes)) {
+      if (memoryOpen && this.stats.queuedBytes + bytes <= this.memoryLimitBytes() && this.budget.tryTake(bytes)) {
         this.stats.queuedBytes += bytes;
         if (this.writeThrough) this.writeThroughOne(record);
         this.batchBytes += bytes;
@@ -365,6 +371,14 @@ export class SinkRunner {
   }
 
   private async closeNow(deadlineMs: number): Promise<void> {
+    try {
+      await this.closeSteps(deadlineMs);
+    } finally {
+      this.budget.leave();
+    }
+  }
+
+  private async closeSteps(deadlineMs: number): Promise<void> {
     this.seal();
     this.secure(); // what is still to be delivered is in the spool, in order, before anything else happens
     this.batch.release();
@@ -497,7 +511,7 @@ export class SinkRunner {
       return;
     }
     if (this.sending.size + this.sending.pending > this.limits.concurrency) return;
-    const room = Math.min(this.queueLimitBytes - this.stats.queuedBytes, this.budget.freeBytes);
+    const room = Math.min(this.memoryLimitBytes() - this.stats.queuedBytes, this.budget.freeBytes);
     const maxBytes = Math.min(this.limits.maxBytes, room);
     if (maxBytes <= 0 && this.stats.queuedBytes > 0) return;
     this.reading = spool.read(this.limits.maxRecords, Math.max(0, maxBytes), this.stats.queuedBytes === 0).then(

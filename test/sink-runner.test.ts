@@ -727,7 +727,7 @@ for (const form of ['as queued', 'at the end of the turn'] as const) {
 }
 
 describe('memory shared by all sink instances', () => {
-  it('two runners on one MemoryBudget never hold more than it together; a stuck one cannot starve the other past it', async () => {
+  it('two runners on one MemoryBudget never hold more than it together, and a stuck one leaves a quarter of it to the other', async () => {
     const { MemoryBudget } = await import('../src/memory-budget.js');
     const budget = new MemoryBudget(2000);
     let release!: () => void;
@@ -738,16 +738,32 @@ describe('memory shared by all sink instances', () => {
     const mk = (sink: Sink) => new SinkRunner(sink, { ...limits, maxRecords: 1 }, new DeadLetterFile(path.join(dir, 'd.ndjson'), logger), logger, 1 << 30, undefined, budget);
     const a = mk(blocked);
     const b = mk(free);
-    for (let i = 0; i < 20; i++) a.push(record(`a${i}`)); // 256 bytes each: 7 fit in 2000
-    expect(budget.usedBytes).toBeLessThanOrEqual(2000);
-    expect(a.stats.dropped['queue-full']).toBe(13);
-    b.push(record('b0'));
-    expect(b.stats.dropped['queue-full']).toBe(1); // the budget is full: without a spool, dropped and counted
+    expect(budget.instanceLimitBytes).toBe(1500);
+    for (let i = 0; i < 20; i++) a.push(record(`a${i}`)); // 256 bytes each: 5 fit in its share of 1500
+    expect(a.stats.queuedBytes).toBe(1280);
+    expect(a.stats.dropped['queue-full']).toBe(15);
+    for (let i = 0; i < 4; i++) b.push(record(`b${i}`)); // 720 bytes left: two fit, without a spool the rest are dropped and counted
+    expect(b.stats.dropped['queue-full']).toBe(2);
+    expect(budget.usedBytes).toBe(1792);
     release();
     await a.idle();
-    expect(budget.usedBytes).toBe(0);
-    b.push(record('b1'));
     await b.idle();
-    expect(free.batches.flat()).toEqual(['b1']);
+    expect(budget.usedBytes).toBe(0);
+    expect(free.batches.flat()).toEqual(['b0', 'b1']);
+    await a.close(1000);
+    expect(budget.instanceLimitBytes).toBe(2000); // alone again: all of it
+    await b.close(1000);
+  });
+
+  it('a budget with one holder lends it all of it; with more, each at most three quarters', async () => {
+    const { MemoryBudget, INSTANCE_SHARE } = await import('../src/memory-budget.js');
+    const budget = new MemoryBudget(1000);
+    budget.join();
+    expect(budget.instanceLimitBytes).toBe(1000);
+    budget.join();
+    expect(INSTANCE_SHARE).toBe(3 / 4);
+    expect(budget.instanceLimitBytes).toBe(750);
+    budget.leave();
+    expect(budget.instanceLimitBytes).toBe(1000);
   });
 });
