@@ -272,7 +272,7 @@ export class SinkRunner {
       this.secure(); // held records go before the first one the spool's reader is to read
       this.spooling = true;
       this.logSpooling(memoryOpen
-        ? 'sink backlog reached sink-queue-size: new records go to the disk spool until it is delivered'
+        ? 'sink backlog reached sink-queue-size (or this instance\'s share of it): new records go to the disk spool until it is delivered'
         : 'sink is failing: new records go to the disk spool until it is delivered');
     }
     const spool = this.spool as Spool;
@@ -658,6 +658,7 @@ export class SinkRunner {
     this.lastSpoolLog = now;
     this.logger.warn({
       spoolBytes: this.stats.spoolBytes, queuedBytes: this.stats.queuedBytes, sharedQueuedBytes: this.budget.usedBytes,
+      instanceLimitBytes: this.memoryLimitBytes(),
       unackedBatches: this.unacked.size, inFlightBatches: this.stats.inFlightBatches,
     }, msg);
   }
