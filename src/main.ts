@@ -16,6 +16,11 @@ import { TrackedSinkPool } from './sink-health.js';
 import { LogStore } from './store/store.js';
 import { applyV8Flags } from './v8-flags.js';
 
+/** How long past shutdown-timeout a shutdown may take before the process exits anyway (exit code 1). */
+const SHUTDOWN_GRACE_MS = 5_000;
+/** At shutdown, how long plugin API calls still open once everything else is closed may go on before their connections are cut. */
+const API_CALLS_GRACE_MS = 1_000;
+
 async function main(): Promise<void> {
   const settings = readSettings(process.env);
   const v8Flags = applyV8Flags(settings);
@@ -59,12 +64,30 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    // Every step is bounded (sinks by shutdown-timeout) or should be; if one still hangs, say which
+    // and exit rather than leave dockerd waiting on a plugin that never stops.
+    let step = 'closing the metrics server';
+    const watchdog = setTimeout(() => {
+      logger.error({ step }, 'shutdown did not finish in time; exiting anyway (sinks kept what they held in their spools)');
+      logger.flush();
+      process.exit(1);
+    }, settings['shutdown-timeout'] + SHUTDOWN_GRACE_MS);
     const closing = app.close();
     await metricsServer?.close();
+    step = 'ending the FIFO streams';
     await driver.shutdown();
+    step = 'closing the sinks';
     await sinks.closeAll(settings['shutdown-timeout']);
+    step = 'closing the store';
     await store.close();
+    // By now the streams, sinks and store are done; a call still open (a request dockerd had not
+    // finished sending, a response it stopped reading) would hold the server's close until Node's
+    // request timeout, minutes away.
+    step = 'waiting for plugin API calls in flight';
+    const cutCalls = setTimeout(() => app.server.closeAllConnections(), API_CALLS_GRACE_MS);
     await closing;
+    clearTimeout(cutCalls);
+    clearTimeout(watchdog);
     logger.info('shut down cleanly');
     logger.flush();
     process.exit(0);

@@ -114,7 +114,10 @@ export async function startDriver(opts: DriverOptions = {}): Promise<DriverProce
     output: () => output,
     stop: async () => {
       if (child.exitCode === null) child.kill('SIGTERM');
-      return exited;
+      const code = await exited;
+      // A test asserts the exit code; what the driver said is what explains a wrong one.
+      if (code !== 0) process.stderr.write(`driver ${name} exited ${code}; its last output:\n${output.slice(-6000)}\n`);
+      return code;
     },
     kill: async (signal = 'SIGKILL') => {
       if (child.exitCode === null) child.kill(signal);
