@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -52,19 +53,13 @@ it('a plugin call left half-sent does not hold shutdown: its connection is cut a
   }
 });
 
-/** One HTTP/1.1 POST over the unix socket; resolves with the raw response. */
+/** One POST over the unix socket; resolves with the answer's body. */
 function fetchOverSocket(socket: string, url: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const c = net.connect(socket);
-    let text = '';
-    c.on('data', (b: Buffer) => {
-      text += b.toString();
-      if (text.includes('\r\n\r\n') && text.endsWith('}')) {
-        c.destroy();
-        resolve(text);
-      }
+    const req = http.request({ socketPath: socket, path: url, method: 'POST' }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (c: string) => { body += c; }).on('end', () => resolve(body));
     });
-    c.on('error', reject);
-    c.write(`POST ${url} HTTP/1.1\r\nHost: plugin\r\nContent-Length: 0\r\n\r\n`);
+    req.on('error', reject).end();
   });
 }
