@@ -57,6 +57,9 @@ export const DRIVERS = {
   // 20.10) for a driver without ReadLogs, about doubling its CPU; shiplog has ReadLogs, so it never gets
   // that cache. The floor is dockerd → FIFO → a reader that discards.
   null: { label: 'null plugin', plugin: 'null', args: ['--log-driver', NULL_NAME, '--log-opt', 'cache-disabled=true'] },
+  // The same floor with the FIFO buffer shiplog asks for by default (PIPE_SIZE): what the larger pipe
+  // alone gives a reader that does nothing. The targets stay against the null plugin above.
+  'null-1m': { label: 'null plugin, 1 MiB FIFO buffer', plugin: 'null', pluginEnv: { PIPE_SIZE: String(1 << 20) }, args: ['--log-driver', NULL_NAME, '--log-opt', 'cache-disabled=true'] },
   // The core alone (FIFO → decode → local store, no sink): separates the core's cost from the sinks'.
   'shiplog-store': { label: 'shiplog (store only, sinks=none)', plugin: 'shiplog', storeOnly: true, args: ['--log-driver', SHIPLOG_NAME, '--log-opt', 'sinks=none'] },
   shiplog: { label: 'shiplog (file sink)', plugin: 'shiplog', args: ['--log-driver', SHIPLOG_NAME] },
@@ -150,7 +153,7 @@ async function runOne({ app, work, driverKey, wlKey, wl, warm, rep, nodeArgs = [
   const plugin = keepPlugin ?? (driver.plugin !== undefined ? await startPlugin({
     kind: driver.plugin, app, workDir: runDir,
     // Store only: "delivered" is read from shiplog's metrics (on a unix socket, polled only after the containers ended).
-    ...(driver.plugin === 'shiplog' ? { nodeArgs, env: { ...env, ...(driver.storeOnly ? { METRICS_ADDRESS: path.join(runDir, 'metrics.sock') } : {}) } } : {}),
+    ...(driver.plugin === 'shiplog' ? { nodeArgs, env: { ...env, ...(driver.storeOnly ? { METRICS_ADDRESS: path.join(runDir, 'metrics.sock') } : {}) } } : { env: driver.pluginEnv ?? {} }),
   }) : undefined);
   const names = Array.from({ length: wl.containers }, (_, i) => `b-${wlKey}-${driverKey}-${rep}-${runCounter}-${i}`);
   const args = [...driver.args, ...(es !== undefined ? ['--log-opt', `es-url=${es.url}`] : [])];

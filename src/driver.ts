@@ -13,6 +13,7 @@ import type { PendingBytes, StreamJournal } from './journal.js';
 import { LogStream, type LogStreamStats, type ResumeFrom, type StreamEnd } from './log-stream.js';
 import { OptionError } from './option-table.js';
 import { parseContainerOptions } from './options.js';
+import type { PipeSizeResult } from './pipe-size.js';
 import { buildContainerMeta } from './pipeline/metadata.js';
 import type { Settings } from './settings.js';
 import type { SinkPool } from './sink-pool.js';
@@ -50,6 +51,10 @@ export class Driver {
   private readonly settling = new Map<string, Promise<void>>();
   private readonly hostname: string;
   private shuttingDown = false;
+  /** Refusals of the FIFO buffer resize already warned about (each reason once; the rest at debug). */
+  private readonly pipeRefusalsWarned = new Set<string>();
+  /** Read-only, for metrics: FIFOs that kept the kernel's buffer because a resize was refused. */
+  pipeResizeRefusals = 0;
 
   constructor(private readonly parts: DriverParts) {
     this.hostname = parts.settings['host-name'] !== '' ? parts.settings['host-name'] : os.hostname();
@@ -147,7 +152,7 @@ export class Driver {
       // A carry cut short is not written back: its stream resyncs after it, as the file will say.
       pending = this.parts.journal.openPending(fifo, logger, resume === undefined ? Buffer.alloc(0) : 'carry' in resume && resume.cutShort !== true ? resume.carry : undefined);
       const stream = new LogStream({
-        file: fifo, container, store, runners, logger, pending,
+        file: fifo, container, store, runners, logger, pending, pipeBytes: this.parts.settings['pipe-size'],
         reassembly: { maxBytes: options.core['partial-max-size'], holdMs: options.core['partial-timeout'] },
         ...(resume !== undefined ? { resume } : {}),
       });
@@ -158,7 +163,8 @@ export class Driver {
         this.settling.set(fifo, settled);
         void settled.finally(() => this.settling.delete(fifo));
       });
-      logger.info({ file: fifo, name: container.name, sinks: options.sinks.map((s) => s.definition.name) }, 'logging started');
+      this.reportPipe(stream.pipe, logger);
+      logger.info({ file: fifo, name: container.name, sinks: options.sinks.map((s) => s.definition.name), pipeBytes: stream.pipe !== undefined && 'bytes' in stream.pipe ? stream.pipe.bytes : undefined }, 'logging started');
     } catch (err) {
       store.release();
       for (const r of runners) void this.parts.sinks.release(r);
@@ -229,6 +235,18 @@ export class Driver {
     }
     // Sinks may take long to deliver what they hold (an outage); that is not part of ending the stream.
     for (const r of runners) void this.parts.sinks.release(r);
+  }
+
+  private reportPipe(pipe: PipeSizeResult | undefined, logger: Logger): void {
+    if (pipe === undefined || !('error' in pipe)) return;
+    this.pipeResizeRefusals++;
+    const fields = { pipeSize: this.parts.settings['pipe-size'], reason: pipe.error };
+    if (this.pipeRefusalsWarned.has(pipe.error)) {
+      logger.debug(fields, "FIFO keeps the kernel's pipe buffer");
+      return;
+    }
+    this.pipeRefusalsWarned.add(pipe.error);
+    logger.warn(fields, "cannot enlarge the FIFO's pipe buffer to PIPE_SIZE; it keeps the kernel's (64 KiB): dockerd blocks sooner while shiplog is busy (further FIFOs refused for this reason are only counted: shiplog_fifo_pipe_resize_refused_total)");
   }
 
   private checkFifoPath(file: unknown): string {

@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { promisify } from 'node:util';
+import { type PipeSizeResult, setPipeSize } from './pipe-size.js';
 
 const open = promisify(fs.open);
 const fstat = promisify(fs.fstat);
@@ -23,9 +24,15 @@ export interface OpenedFifo {
    * this is found out by one non-blocking read at open.
    */
   readonly writerGone: boolean;
+  /** The pipe's buffer after the requested resize (undefined: none was asked for, or the stream is over). */
+  readonly pipe: PipeSizeResult | undefined;
 }
 
-export async function openFifo(path: string): Promise<OpenedFifo> {
+/**
+ * `pipeBytes`: the kernel buffer to ask for (pipe-size.ts); 0 keeps what the pipe has. The resize
+ * is a request, not a condition: a refusal is reported in `pipe` and the FIFO is read as it is.
+ */
+export async function openFifo(path: string, pipeBytes = 0): Promise<OpenedFifo> {
   const fd = await open(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   try {
     const st = await fstat(fd);
@@ -40,10 +47,11 @@ export async function openFifo(path: string): Promise<OpenedFifo> {
     }
     if (n === 0) {
       await close(fd);
-      return { socket: undefined, initial: undefined, writerGone: true };
+      return { socket: undefined, initial: undefined, writerGone: true, pipe: undefined };
     }
+    const pipe = pipeBytes > 0 ? setPipeSize(fd, pipeBytes) : undefined;
     const socket = new net.Socket({ fd, readable: true, writable: false, allowHalfOpen: true });
-    return { socket, initial: n > 0 ? probe.subarray(0, n) : undefined, writerGone: false };
+    return { socket, initial: n > 0 ? probe.subarray(0, n) : undefined, writerGone: false, pipe };
   } catch (err) {
     await close(fd).catch(() => undefined);
     throw err;

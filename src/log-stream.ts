@@ -9,6 +9,7 @@ import type { ContainerMeta, LogRecord } from '../sinks/sink.js';
 import { type DecodedEntry, decodeEntryAt, type LogSource } from './entry.js';
 import { crashPoint } from './crash-point.js';
 import { openFifo } from './fifo.js';
+import type { PipeSizeResult } from './pipe-size.js';
 import { FrameSplitter, type FrameSink } from './framing.js';
 import type { PendingBytesLog } from './journal.js';
 import { type AssembledLine, PartialReassembler, type ReassemblyLimits } from './pipeline/partials.js';
@@ -45,12 +46,16 @@ export interface LogStreamParts {
   readonly resume?: ResumeFrom;
   /** Where the bytes read and not yet processed are kept (journal.ts PendingBytes). */
   readonly pending?: PendingBytesLog;
+  /** The FIFO's kernel buffer to ask for (setting pipe-size); 0 or absent: the kernel's default. */
+  readonly pipeBytes?: number;
 }
 
 export class LogStream implements FrameSink {
   readonly stats: LogStreamStats = { bytes: 0, entries: 0, records: 0, skipped: { corrupt: 0, oversize: 0, badSource: 0, truncatedAtEof: 0, resyncBytes: 0 } };
   /** StopLogging arrived: EOF is expected soon. */
   stopping = false;
+  /** How the FIFO's buffer resize went, once open (undefined: none was asked for). */
+  pipe: PipeSizeResult | undefined;
   /** Resolves once the stream has ended and everything it read is in the store and handed to sinks. */
   readonly ended: Promise<StreamEnd>;
   private resolveEnded!: (why: StreamEnd) => void;
@@ -86,7 +91,8 @@ export class LogStream implements FrameSink {
       this.process(resume.carry, true);
       if (resume.cutShort === true) this.splitter.abandonPartialFrame();
     }
-    const { socket, initial, writerGone } = await openFifo(this.parts.file);
+    const { socket, initial, writerGone, pipe } = await openFifo(this.parts.file, this.parts.pipeBytes);
+    this.pipe = pipe;
     if (initial !== undefined) this.onChunk(initial);
     if (socket === undefined || writerGone) {
       // Ends on the next tick, once the caller has registered the stream.

@@ -72,6 +72,10 @@ export class ShiplogMetrics {
       name: 'shiplog_fifo_resync_skipped_bytes_total', help: 'Bytes skipped to find the next frame after re-attaching to a FIFO following a crash', registers,
       collect() { this.reset(); this.inc(sum((s) => s.skipped.resyncBytes)); },
     });
+    new Counter({
+      name: 'shiplog_fifo_pipe_resize_refused_total', help: "FIFOs that kept the kernel's 64 KiB buffer because it refused the PIPE_SIZE resize (the reason is in shiplog's log)", registers,
+      collect() { this.reset(); this.inc(src.driver.pipeResizeRefusals); },
+    });
     new Gauge({
       name: 'shiplog_streams', help: 'FIFO streams being read (one per running container, briefly two around a restart)', registers,
       collect() { this.set(src.driver.liveStreams); },

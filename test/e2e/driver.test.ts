@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DRIVER_NAME, type DriverProcess, IMAGE, docker, dockerOk, readFileSink, startDriver, uniqueName, waitFor, waitForFileSink } from './harness.js';
+import { DRIVER_NAME, type DriverProcess, IMAGE, docker, dockerLogLines, dockerOk, fifoPipeBytes, readFileSink, startDriver, uniqueName, waitFor, waitForFileSink } from './harness.js';
 
 let driver: DriverProcess;
 const LD = ['--log-driver', DRIVER_NAME];
@@ -151,6 +151,35 @@ describe('docker logs flags', () => {
     expect(await exited).toBe(0);
     expect(out).toBe('first\nsecond\n');
     expect(err).toBe('third\n');
+  });
+});
+
+describe("the FIFO's buffer (PIPE_SIZE, 1 MiB by default)", () => {
+  it('a container writes 1.6 MB while shiplog is frozen (SIGSTOP) instead of blocking after ~1.2 MB, and every line arrives after', async () => {
+    const c = uniqueName('frozen');
+    const pad = 'x'.repeat(89);
+    await dockerOk(['run', '-d', '--name', c, ...LD, IMAGE, 'sh', '-c',
+      `echo ready; while [ ! -e /tmp/go ]; do sleep 0.05; done; seq 0 15999 | awk '{printf "fill-%05d-${pad}\\n", $1}'; touch /tmp/written; while [ ! -e /tmp/end ]; do sleep 0.05; done`]);
+    await waitForFileSink(driver, c, 1);
+    const id = (await dockerOk(['inspect', '-f', '{{.Id}}', c])).stdout.trim();
+    expect(fifoPipeBytes(driver.stateDir, id)).toBe(1 << 20);
+    const pid = driver.child.pid as number;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      await dockerOk(['exec', c, 'touch', '/tmp/go']);
+      // Before the FIFO, dockerd holds up to 1 MB of the container's output in memory (its BytesPipe)
+      // and the pipes from the container ~200 KB. 16,000 lines of 100 bytes (frames of ~125 bytes)
+      // fit there and in a 1 MiB FIFO; with a 64 KiB one the container would park after ~12,500
+      // until shiplog reads again.
+      await waitFor('the container to finish writing while shiplog is stopped', async () => ((await docker(['exec', c, 'test', '-e', '/tmp/written'])).code === 0 ? true : undefined));
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    await dockerOk(['exec', c, 'touch', '/tmp/end']);
+    await dockerOk(['wait', c]);
+    const lines = await waitForFileSink(driver, c, 16001);
+    expect(lines.slice(1).map((l) => l.message)).toEqual(Array.from({ length: 16000 }, (_, i) => `fill-${String(i).padStart(5, '0')}-${pad}`));
+    expect(await dockerLogLines(c)).toHaveLength(16001);
   });
 });
 

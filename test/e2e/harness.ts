@@ -9,6 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { expect, inject } from 'vitest';
+import { pipeSize } from '../../src/pipe-size.js';
 
 export const root = path.resolve(import.meta.dirname, '../..');
 export const IMAGE = 'shiplog-test/busybox';
@@ -195,4 +196,25 @@ export function expectAtMostOneFifoRead(missing: readonly number[], name: string
   const first = missing[0] as number;
   expect(missing, 'one run of consecutive lines').toEqual(missing.map((_, k) => first + k));
   expect(fifoFramesBytes(name, missing), 'at most one 64 KiB FIFO read').toBeLessThanOrEqual(65_536);
+}
+
+/**
+ * The kernel buffer of the FIFO dockerd opened for container `id` (F_GETPIPE_SZ), found through the
+ * driver's stream journal in `stateDir`; `hostPath` maps the journalled path (the plugin's view) to
+ * the host's. The extra read end opened for the call reads nothing.
+ */
+export function fifoPipeBytes(stateDir: string, id: string, hostPath: (file: string) => string = (f) => f): number {
+  const streams = path.join(stateDir, 'streams');
+  const entry = fs.readdirSync(streams).filter((n) => n.endsWith('.json'))
+    .map((n) => JSON.parse(fs.readFileSync(path.join(streams, n), 'utf8')) as { file: string; info: { ContainerID: string } })
+    .find((e) => e.info.ContainerID === id);
+  if (entry === undefined) throw new Error(`no journalled stream for container ${id}`);
+  const fd = fs.openSync(hostPath(entry.file), fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  try {
+    const size = pipeSize(fd);
+    if ('error' in size) throw new Error(`F_GETPIPE_SZ on ${entry.file}: ${size.error}`);
+    return size.bytes;
+  } finally {
+    fs.closeSync(fd);
+  }
 }

@@ -15,7 +15,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { DRIVER_NAME, IMAGE, docker, dockerEnv, dockerOk, root, uniqueName, waitFor } from './harness.js';
+import { DRIVER_NAME, IMAGE, docker, dockerEnv, dockerOk, fifoPipeBytes, root, uniqueName, waitFor } from './harness.js';
 import { type FakeRegistry, startRegistry } from './registry.js';
 
 const { version } = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string };
@@ -227,6 +227,12 @@ describe('managed plugin on a real dockerd', () => {
     const live = await scrape();
     expect(live('shiplog_container_lines_total', { container_name: name })).toBe(6);
     expect(live('shiplog_streams')).toBeGreaterThanOrEqual(1);
+    // Inside the plugin's rootfs (koffi from its npm ci), without extra capabilities: PIPE_SIZE's 1 MiB.
+    // dockerd makes a managed plugin's FIFOs under its propagated mount (protocol.md 3.1, ScopedPath).
+    const propagated = path.join((await dockerOk(['info', '-f', '{{.DockerRootDir}}'])).stdout.trim(), 'plugins', await pluginId(REF), 'propagated-mount');
+    const cid = (await dockerOk(['inspect', '-f', '{{.Id}}', name])).stdout.trim();
+    expect(fifoPipeBytes(stateDir, cid, (file) => path.join(propagated, path.relative('/run/docker/logging', file)))).toBe(1 << 20);
+    expect(live('shiplog_fifo_pipe_resize_refused_total')).toBe(0);
 
     await dockerOk(['kill', name]);
     await dockerOk(['wait', name]);
