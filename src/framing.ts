@@ -40,12 +40,14 @@ export class FrameSplitter {
   private headerFilled = 0;
   /** Set while looking for a frame start (the stream may begin inside a frame). */
   private resyncBuffer: Buffer | undefined;
+  /** Set after expectJoin(): the bytes pushed since, held until the join is checked. */
+  private joinBuffer: Buffer | undefined;
 
   constructor(private readonly sink: FrameSink, private readonly maxFrameBytes = DEFAULT_MAX_FRAME_BYTES) {}
 
   /** True when the stream stopped exactly at a frame boundary. */
   get atBoundary(): boolean {
-    return this.pending === undefined && this.headerFilled === 0 && this.resyncBuffer === undefined;
+    return this.pending === undefined && this.headerFilled === 0 && this.resyncBuffer === undefined && this.joinBuffer === undefined;
   }
 
   /**
@@ -55,8 +57,31 @@ export class FrameSplitter {
    */
   carry(): Buffer | undefined {
     if (this.resyncBuffer !== undefined) return undefined;
-    if (this.pending !== undefined) return Buffer.from(this.pending.subarray(0, this.pendingFilled));
-    return Buffer.from(this.header.subarray(0, this.headerFilled));
+    const partial = this.pending !== undefined ? this.pending.subarray(0, this.pendingFilled) : this.header.subarray(0, this.headerFilled);
+    // Still checking a join: the next reader gets the unchecked bytes too, and checks its own join.
+    return Buffer.concat(this.joinBuffer !== undefined ? [partial, this.joinBuffer] : [partial]);
+  }
+
+  /**
+   * The next bytes continue a stream another reader left (journal.ts), which a crash may have cut:
+   * the read it had taken from the pipe and not yet saved is gone, so they may not continue the
+   * frame carried over (or, at a boundary, may start inside a frame). Joined blindly, the carried
+   * head and unrelated bytes can decode as one entry (a line that was never written), so the join
+   * is checked first: where the carried frame ends (at once, at a boundary) the next frame must
+   * start, as dockerd's frames do (see looksLikeFrameStart). If it does not, the carried bytes are
+   * dropped (reported as skipped) and the splitter resyncs on the new bytes. Bytes are held until
+   * enough arrived to decide; endOfStream() lets them through unchecked.
+   */
+  expectJoin(): void {
+    if (this.resyncBuffer === undefined) this.joinBuffer = Buffer.alloc(0);
+  }
+
+  /** The stream ended: bytes held for a join check are split as they are (nothing follows to check them by). */
+  endOfStream(): void {
+    const held = this.joinBuffer;
+    if (held === undefined) return;
+    this.joinBuffer = undefined;
+    this.push(held);
   }
 
   /**
@@ -86,6 +111,10 @@ export class FrameSplitter {
   }
 
   push(chunk: Buffer): void {
+    if (this.joinBuffer !== undefined) {
+      this.checkJoin(chunk);
+      return;
+    }
     if (this.resyncBuffer !== undefined) {
       this.scanForFrameStart(chunk);
       return;
@@ -139,6 +168,56 @@ export class FrameSplitter {
       this.pendingFilled = n;
       pos = end;
     }
+  }
+
+  private checkJoin(chunk: Buffer): void {
+    const next = this.joinBuffer!.length === 0 ? Buffer.from(chunk) : Buffer.concat([this.joinBuffer!, chunk]);
+    // The carried frame's own start, where the carry holds less of it than that: its length and
+    // source are only as good as the bytes that complete them.
+    const carried = this.pending !== undefined ? this.pending.subarray(0, this.pendingFilled) : this.header.subarray(0, this.headerFilled);
+    if (carried.length > 0 && carried.length < FRAME_START_BYTES) {
+      const head = Buffer.concat([carried, next.subarray(0, FRAME_START_BYTES - carried.length)]);
+      if (head.length < FRAME_START_BYTES) {
+        this.joinBuffer = next;
+        return;
+      }
+      if (!this.looksLikeFrameStart(head, 0)) {
+        this.joinBuffer = undefined;
+        this.abandonPartialFrame();
+        this.push(next);
+        return;
+      }
+    }
+    const at = this.carriedFrameEnd(next);
+    if (at === undefined || (at >= 0 && next.length < at + FRAME_START_BYTES)) {
+      this.joinBuffer = next; // not enough yet to decide
+      return;
+    }
+    this.joinBuffer = undefined;
+    if (at < 0 || !this.looksLikeFrameStart(next, at)) this.abandonPartialFrame();
+    this.push(next);
+  }
+
+  /**
+   * Where in `next` the carried frame ends (0 at a boundary); undefined while the carried length is
+   * not complete yet; -1 when the completed length is not one dockerd writes.
+   */
+  private carriedFrameEnd(next: Buffer): number | undefined {
+    if (this.pending !== undefined) return this.pending.length - this.pendingFilled;
+    if (this.headerFilled === 0) return 0;
+    const missing = 4 - this.headerFilled;
+    if (next.length < missing) return undefined;
+    const length = Buffer.concat([this.header.subarray(0, this.headerFilled), next.subarray(0, missing)]).readUInt32BE(0);
+    return length > this.maxFrameBytes ? -1 : missing + length;
+  }
+
+  /** A dockerd frame starts at `at`: a plausible length, then field 1 (source) "stdout" or "stderr". */
+  private looksLikeFrameStart(buf: Buffer, at: number): boolean {
+    const length = buf.readUInt32BE(at);
+    if (length < 8 || length > this.maxFrameBytes) return false;
+    if (buf.compare(SOURCE_STD, 0, SOURCE_STD.length, at + 4, at + 9) !== 0) return false;
+    const tail = buf.subarray(at + 9, at + 12);
+    return tail.equals(OUT) || tail.equals(ERR);
   }
 
   private scanForFrameStart(chunk: Buffer): void {

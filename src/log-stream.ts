@@ -89,7 +89,9 @@ export class LogStream implements FrameSink {
     // Already in the pending file (it was opened with them): processed, not appended again.
     if (resume !== undefined && 'carry' in resume) {
       this.process(resume.carry, true);
+      // The FIFO's next bytes continue these unless a crash lost a read in between: checked first.
       if (resume.cutShort === true) this.splitter.abandonPartialFrame();
+      else this.splitter.expectJoin();
     }
     const { socket, initial, writerGone, pipe } = await openFifo(this.parts.file, this.parts.pipeBytes);
     this.pipe = pipe;
@@ -205,6 +207,7 @@ export class LogStream implements FrameSink {
   private finish(why: StreamEnd): void {
     if (this.finished) return;
     this.finished = true;
+    if (why !== 'shutdown') this.splitter.endOfStream();
     if (why !== 'shutdown' && !this.splitter.atBoundary) {
       this.stats.skipped.truncatedAtEof++;
       this.parts.logger.warn({ container: this.parts.container.id, bytes: this.splitter.bufferedBytes, why }, 'stream ended inside a frame; the partial frame is dropped');

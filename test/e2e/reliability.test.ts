@@ -89,9 +89,10 @@ describe('shiplog restarted while containers log', () => {
 
   // A kill -9 inside the window between taking a chunk from the FIFO and finishing it: a crash point
   // (src/crash-point.ts) makes shiplog SIGKILL itself there, at the 40th chunk of a full-speed stream.
-  // after-append: the chunk is only in the pending file (without it the chunk was lost). after-store:
-  // its entries are in the store too, the pending file not yet cut (without dropStoredPrefix they
-  // were stored twice).
+  // after-append: the chunk is only in the pending file (without it the chunk was lost); chunks read
+  // earlier in the same event-loop turn (a 1 MiB FIFO gives a turn several) may be in the store
+  // already. after-store: its entries are in the store too, the pending file not yet cut (without
+  // dropStoredPrefix they were stored twice).
   for (const point of ['after-append', 'after-store'] as const) {
     it(`killed at ${point} of a chunk and started again: every line in the store exactly once, the file sink at least once`, async () => {
       const crashing = await startDriver({ env: { SHIPLOG_CRASH_AT: `${point}:40` } });
@@ -114,7 +115,6 @@ describe('shiplog restarted while containers log', () => {
       expect(Number(reattached?.carryBytes)).toBeGreaterThan(0);
       // … and after the store write it found them stored already.
       if (point === 'after-store') expect(Number(deduped?.entries)).toBeGreaterThan(0);
-      else expect(deduped).toBeUndefined();
       expect(logs).toEqual(Array.from({ length: n }, (_, i) => `${name} ${i + 1}`));
       expect(missing(sink, name, n)).toEqual([]);
     });
@@ -124,8 +124,9 @@ describe('shiplog restarted while containers log', () => {
   // so a kill that lands after read() took a chunk and before the pending file has it loses that
   // chunk, whole: on a loaded machine the reader is often preempted right after read() wakes
   // dockerd's writer (README, "What a kill -9 can lose"). What is bounded and checked: never a
-  // duplicate in the store, and every gap is one FIFO read at most (≤ 64 KiB of frames), at most one
-  // per kill. The file sink has every stored line (at least once).
+  // duplicate in the store, never a line that was not written, and every gap is one FIFO read at most
+  // (≤ 64 KiB of frames, and the two frames it may cut), at most one per kill. The file sink has
+  // every stored line (at least once).
   it('kill -9 ten times while a container logs at full speed: each kill loses at most one FIFO read, the store has no duplicates', async () => {
     let driver = await start();
     const name = uniqueName('kill9');
@@ -145,11 +146,12 @@ describe('shiplog restarted while containers log', () => {
     await waitFor(`the file sink to have every stored line (${stored.size})`, () => (new Set(readFileSink(driver, name).map((l) => l.message)).size >= stored.size ? true : undefined), 120_000);
     const sink = new Set(readFileSink(driver, name).map((l) => l.message));
     const gaps = gapsOf(logs, name, n);
-    const gapBytes = gaps.map(([from, to]) => fifoFramesBytes(name, Array.from({ length: to - from + 1 }, (_, i) => from + i)));
+    const gapLines = gaps.map(([from, to]) => Array.from({ length: to - from + 1 }, (_, i) => from + i));
+    const gapBytes = gapLines.map((lines) => fifoFramesBytes(name, lines));
     console.log(`[kill -9 x${kills}, full speed] lines=${n} docker-logs=${logs.length} store-duplicates=${logs.length - stored.size} gaps=${JSON.stringify(gaps)} gap-bytes=${JSON.stringify(gapBytes)}`);
     expect(logs.length - stored.size).toBe(0);
     expect(gaps.length).toBeLessThanOrEqual(kills);
-    for (const bytes of gapBytes) expect(bytes).toBeLessThanOrEqual(65_536);
+    for (const lines of gapLines) expectAtMostOneFifoRead(lines, name);
     // In order, apart from the gaps.
     expect(logs).toEqual(Array.from({ length: n }, (_, i) => `${name} ${i + 1}`).filter((l) => stored.has(l)));
     expect([...stored].filter((l) => !sink.has(l))).toEqual([]);
