@@ -11,7 +11,7 @@
  *
  * Flags: --quick, --reps N, --scale F (e2e sizes), --store-mb N (docker logs store), --only LIST
  * (e2e,logs,micro,profile), --workloads LIST (short,200b,40k,many), --drivers LIST
- * (none,local,json-file,null,shiplog-store,shiplog,shiplog-jsonfile,shiplog-es), --out FILE (default BENCHMARKS.md; quick runs
+ * (none,local,json-file,null,null-1m,shiplog-store,shiplog,shiplog-jsonfile,shiplog-es), --out FILE (default BENCHMARKS.md; quick runs
  * default to /tmp/sl-bench/BENCHMARKS.quick.md), --keep-dockerd (leave the private dockerd running),
  * --cold (measure each plugin process from its start, without the warm-up run that otherwise goes
  * first: the numbers then include its JIT compilation and lazy initialisation),
