@@ -202,6 +202,12 @@ async function runOne({ app, work, driverKey, wlKey, wl, warm, rep, nodeArgs = [
   } catch (err) {
     result.error = String(err?.message ?? err);
     log(`  ! ${driverKey} ${wlKey} rep ${rep}: ${result.error}`);
+    // What the containers and the plugin were doing: a run once hung with every container "Created"
+    // (runc create waiting on runc init, before any logging), and its directory was gone with the
+    // plugin's output. A failed run's directory is kept.
+    const states = await docker(['ps', '-a', '--filter', `name=-${wlKey}-${driverKey}-${rep}-${runCounter}-`, '--format', '{{.Status}}'], { timeoutMs: 20_000 });
+    log(`  ! container states: ${[...new Set(states.stdout.split('\n').filter((l) => l !== ''))].join(', ') || '(none)'}`);
+    if (plugin !== undefined) log(`  ! ${plugin.name}'s last output (${runDir} is kept):\n${plugin.output().slice(-1500)}`);
   } finally {
     // A plugin that died leaves dockerd blocking the containers on full pipes: read them empty first.
     const stopDrain = result.error !== undefined && plugin !== undefined ? drainFifos(plugin.fifos()) : undefined;
@@ -210,7 +216,7 @@ async function runOne({ app, work, driverKey, wlKey, wl, warm, rep, nodeArgs = [
     if (rm.code !== 0) log(`  ! docker rm -f failed: ${rm.stderr.trim()}`);
     if (keepPlugin === undefined) await plugin?.stop();
     await es?.stop();
-    if (keepPlugin === undefined && process.env.BENCH_KEEP_RUNS !== '1') fs.rmSync(runDir, { recursive: true, force: true });
+    if (keepPlugin === undefined && process.env.BENCH_KEEP_RUNS !== '1' && result.error === undefined) fs.rmSync(runDir, { recursive: true, force: true });
   }
   return result;
 }
