@@ -101,6 +101,22 @@ let es: FakeEs;
 beforeAll(async () => { es = await startFakeEs(); });
 afterAll(async () => { await es.close(); });
 
+describe('the metrics table in README', () => {
+  it("lists every shiplog_ metric the registry serves, with its type (an SRE wires alerts from it)", async () => {
+    const f = await fixture();
+    const readme = fs.readFileSync(path.join(import.meta.dirname, '../README.md'), 'utf8');
+    // Rows: | `name`[, `name`…] | type | labels | meaning |
+    const documented = new Map<string, string>();
+    for (const row of readme.split('\n').filter((l) => l.startsWith('| `shiplog_'))) {
+      const [names = '', type = ''] = row.slice(2).split(' | ');
+      for (const [, name] of names.matchAll(/`(shiplog_[a-z_]+)`/g)) documented.set(name as string, type);
+    }
+    const served = (await f.metrics.registry.getMetricsAsJSON()).filter((m) => m.name.startsWith('shiplog_'));
+    expect(served.length).toBeGreaterThan(10);
+    for (const m of served) expect(documented.get(m.name), m.name).toBe(String(m.type));
+  });
+});
+
 describe('FIFO and stream metrics', () => {
   it('counts bytes, entries and lines read, per live container too, and keeps the totals after the stream ends', async () => {
     const f = await fixture();
