@@ -57,9 +57,14 @@ export class FrameSplitter {
    */
   carry(): Buffer | undefined {
     if (this.resyncBuffer !== undefined) return undefined;
-    const partial = this.pending !== undefined ? this.pending.subarray(0, this.pendingFilled) : this.header.subarray(0, this.headerFilled);
+    const partial = this.partialFrame();
     // Still checking a join: the next reader gets the unchecked bytes too, and checks its own join.
     return Buffer.concat(this.joinBuffer !== undefined ? [partial, this.joinBuffer] : [partial]);
+  }
+
+  /** The bytes of the frame read only in part (a view; empty at a boundary). */
+  private partialFrame(): Buffer {
+    return this.pending !== undefined ? this.pending.subarray(0, this.pendingFilled) : this.header.subarray(0, this.headerFilled);
   }
 
   /**
@@ -172,13 +177,17 @@ export class FrameSplitter {
 
   private checkJoin(chunk: Buffer): void {
     const next = this.joinBuffer!.length === 0 ? Buffer.from(chunk) : Buffer.concat([this.joinBuffer!, chunk]);
-    // The carried frame's own start, where the carry holds less of it than that: its length and
-    // source are only as good as the bytes that complete them.
-    const carried = this.pending !== undefined ? this.pending.subarray(0, this.pendingFilled) : this.header.subarray(0, this.headerFilled);
-    if (carried.length > 0 && carried.length < FRAME_START_BYTES) {
+    const carried = this.partialFrame();
+    // Where in `next` the carried frame ends (0 at a boundary): a frame must start there.
+    let end = 0;
+    if (carried.length >= FRAME_START_BYTES) {
+      end = this.pending!.length - this.pendingFilled;
+    } else if (carried.length > 0) {
+      // The carry holds less of its frame's start than that: its length and source are only as good
+      // as the bytes that complete them.
       const head = Buffer.concat([carried, next.subarray(0, FRAME_START_BYTES - carried.length)]);
       if (head.length < FRAME_START_BYTES) {
-        this.joinBuffer = next;
+        this.joinBuffer = next; // not enough yet to decide
         return;
       }
       if (!this.looksLikeFrameStart(head, 0)) {
@@ -187,28 +196,15 @@ export class FrameSplitter {
         this.push(next);
         return;
       }
+      end = 4 + head.readUInt32BE(0) - carried.length;
     }
-    const at = this.carriedFrameEnd(next);
-    if (at === undefined || (at >= 0 && next.length < at + FRAME_START_BYTES)) {
+    if (next.length < end + FRAME_START_BYTES) {
       this.joinBuffer = next; // not enough yet to decide
       return;
     }
     this.joinBuffer = undefined;
-    if (at < 0 || !this.looksLikeFrameStart(next, at)) this.abandonPartialFrame();
+    if (!this.looksLikeFrameStart(next, end)) this.abandonPartialFrame();
     this.push(next);
-  }
-
-  /**
-   * Where in `next` the carried frame ends (0 at a boundary); undefined while the carried length is
-   * not complete yet; -1 when the completed length is not one dockerd writes.
-   */
-  private carriedFrameEnd(next: Buffer): number | undefined {
-    if (this.pending !== undefined) return this.pending.length - this.pendingFilled;
-    if (this.headerFilled === 0) return 0;
-    const missing = 4 - this.headerFilled;
-    if (next.length < missing) return undefined;
-    const length = Buffer.concat([this.header.subarray(0, this.headerFilled), next.subarray(0, missing)]).readUInt32BE(0);
-    return length > this.maxFrameBytes ? -1 : missing + length;
   }
 
   /** A dockerd frame starts at `at`: a plausible length, then field 1 (source) "stdout" or "stderr". */
@@ -224,10 +220,7 @@ export class FrameSplitter {
     const buf = this.resyncBuffer!.length === 0 ? chunk : Buffer.concat([this.resyncBuffer!, chunk]);
     for (let at = buf.indexOf(SOURCE_STD, 4); at !== -1; at = buf.indexOf(SOURCE_STD, at + 1)) {
       if (at + 8 > buf.length) break;
-      const tail = buf.subarray(at + 5, at + 8);
-      if (!tail.equals(OUT) && !tail.equals(ERR)) continue;
-      const length = buf.readUInt32BE(at - 4);
-      if (length < 8 || length > this.maxFrameBytes) continue;
+      if (!this.looksLikeFrameStart(buf, at - 4)) continue;
       this.resyncBuffer = undefined;
       if (at - 4 > 0) this.sink.onResyncSkipped?.(at - 4);
       this.push(buf.subarray(at - 4));
