@@ -48,18 +48,20 @@ export function workloads(scale) {
   };
 }
 
+// cache-disabled: without it dockerd also writes a `local` copy for `docker logs` (dual logging, since
+// 20.10) for a driver without ReadLogs, about doubling its CPU; shiplog has ReadLogs, so it never gets
+// that cache. The floor is dockerd → FIFO → a reader that discards.
+const NULL_ARGS = ['--log-driver', NULL_NAME, '--log-opt', 'cache-disabled=true'];
+
 /** Log drivers compared. `plugin`: which process serves it; `args`: the docker run options. */
 export const DRIVERS = {
   none: { label: 'none', args: ['--log-driver', 'none'] },
   local: { label: 'local', args: ['--log-driver', 'local'] },
   'json-file': { label: 'json-file', args: ['--log-driver', 'json-file'] },
-  // cache-disabled: without it dockerd also writes a `local` copy for `docker logs` (dual logging, since
-  // 20.10) for a driver without ReadLogs, about doubling its CPU; shiplog has ReadLogs, so it never gets
-  // that cache. The floor is dockerd → FIFO → a reader that discards.
-  null: { label: 'null plugin', plugin: 'null', args: ['--log-driver', NULL_NAME, '--log-opt', 'cache-disabled=true'] },
+  null: { label: 'null plugin', plugin: 'null', args: NULL_ARGS },
   // The same floor with the FIFO buffer shiplog asks for by default (PIPE_SIZE): what the larger pipe
   // alone gives a reader that does nothing. The targets stay against the null plugin above.
-  'null-1m': { label: 'null plugin, 1 MiB FIFO buffer', plugin: 'null', pluginEnv: { PIPE_SIZE: String(1 << 20) }, args: ['--log-driver', NULL_NAME, '--log-opt', 'cache-disabled=true'] },
+  'null-1m': { label: 'null plugin, 1 MiB FIFO buffer', plugin: 'null', pluginEnv: { PIPE_SIZE: String(1 << 20) }, args: NULL_ARGS },
   // The core alone (FIFO → decode → local store, no sink): separates the core's cost from the sinks'.
   'shiplog-store': { label: 'shiplog (store only, sinks=none)', plugin: 'shiplog', storeOnly: true, args: ['--log-driver', SHIPLOG_NAME, '--log-opt', 'sinks=none'] },
   shiplog: { label: 'shiplog (file sink)', plugin: 'shiplog', args: ['--log-driver', SHIPLOG_NAME] },

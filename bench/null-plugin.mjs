@@ -4,13 +4,12 @@
  * a net.Socket, 'data' events), discarding the bytes. Whatever shiplog costs on top of this is
  * shiplog's own work. `POST /Bench.Stats` returns its counters so the benchmark knows when every
  * stream reached EOF. No dependencies (node:http), but with PIPE_SIZE=<bytes> it raises each FIFO's
- * kernel buffer as shiplog does (F_SETPIPE_SZ through koffi, from shiplog's node_modules).
+ * kernel buffer with shiplog's own setPipeSize (dist/src/pipe-size.js: F_SETPIPE_SZ through koffi).
  *
  *   SOCKET=/run/docker/plugins/nullplugin-bench.sock node bench/null-plugin.mjs
  */
 import fs from 'node:fs';
 import http from 'node:http';
-import { createRequire } from 'node:module';
 import net from 'node:net';
 
 const socketPath = process.env.SOCKET ?? '/run/docker/plugins/nullplugin-bench.sock';
@@ -18,12 +17,12 @@ const stats = { started: 0, ended: 0, bytes: 0, chunks: 0 };
 const open = new Map();
 
 const pipeBytes = Number(process.env.PIPE_SIZE ?? 0);
-/** fcntl(fd, F_SETPIPE_SZ, pipeBytes), when PIPE_SIZE asks for it. */
-const setPipeSize = pipeBytes > 0 ? (() => {
-  const koffi = createRequire(import.meta.url)('koffi');
-  const fcntl = koffi.load('libc.so.6').func('int fcntl(int fd, int cmd, ...)');
+/** Raises a FIFO's buffer to PIPE_SIZE, when it asks for it; a refusal fails the run rather than measure the default. */
+const enlargePipe = pipeBytes > 0 ? await (async () => {
+  const { setPipeSize } = await import('../dist/src/pipe-size.js');
   return (fd) => {
-    if (fcntl(fd, 1031, 'int', pipeBytes) < 0) throw new Error(`F_SETPIPE_SZ ${pipeBytes}: errno ${koffi.errno()}`);
+    const result = setPipeSize(fd, pipeBytes);
+    if ('error' in result) throw new Error(`F_SETPIPE_SZ ${pipeBytes}: ${result.error}`);
   };
 })() : undefined;
 
@@ -33,7 +32,7 @@ const fifoLog = process.env.BENCH_FIFO_LOG;
 function startLogging(file) {
   if (fifoLog !== undefined) fs.appendFileSync(fifoLog, `${file}\n`);
   const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
-  setPipeSize?.(fd);
+  enlargePipe?.(fd);
   const socket = new net.Socket({ fd, readable: true, writable: false, allowHalfOpen: true });
   stats.started++;
   open.set(file, socket);
