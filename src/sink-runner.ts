@@ -51,11 +51,11 @@ import { MemoryBudget } from './memory-budget.js';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import { ENTRY_OVERHEAD_BYTES } from '../sinks/encoded-batch.js';
-import { BatchBuilder, type BatchLimits, EncodedBatch, FatalSinkError, type LogRecord, type RecordEncoder, type Sink } from '../sinks/sink.js';
+import { BatchBuilder, type BatchLimits, type EncodedBatch, FatalSinkError, type LogRecord, type Sink } from '../sinks/sink.js';
 import { backoffDelay, sleep } from './backoff.js';
 import type { DeadLetterFile } from './dead-letters.js';
 import type { Position } from './spool/checkpoint.js';
-import { Spool, type SpoolItem, type SpoolOptions } from './spool/spool.js';
+import { Spool, type SpoolOptions, type SpoolReader } from './spool/spool.js';
 
 const RETRY_BASE_MS = 250;
 /** After a deadline passed, how long sink.close() may take (it may wait on requests given up on). */
@@ -201,11 +201,6 @@ export class SinkRunner {
   private readonly reusesBatchBuffers: boolean;
   /** Write-through waits for the end of the turn (see writeThroughOne) instead of appending each record as it is queued. */
   private readonly securesAtTurnEnd: boolean;
-  /** What the spool gives back into a batch: a record through the sink's encoder, an encoded one as it is. */
-  private readonly spoolItemEncoder: RecordEncoder<SpoolItem> = {
-    encode: (item, out) => (item instanceof Uint8Array ? out.bytes(item) : this.sink.encode(item, out)),
-  };
-
   constructor(
     readonly sink: Sink,
     private readonly limits: BatchLimits,
@@ -514,15 +509,27 @@ export class SinkRunner {
     const room = Math.min(this.memoryLimitBytes() - this.stats.queuedBytes, this.budget.freeBytes);
     const maxBytes = Math.min(this.limits.maxBytes, room);
     if (maxBytes <= 0 && this.stats.queuedBytes > 0) return;
-    this.reading = spool.read(this.limits.maxRecords, Math.max(0, maxBytes), this.stats.queuedBytes === 0).then(
+    // Records read back are encoded as the spool lends them: they and their lines die young.
+    const builder = new BatchBuilder();
+    const reader: SpoolReader = {
+      record: (record) => {
+        this.sink.encode(record, builder);
+        builder.endEntry();
+      },
+      encoded: (bytes) => builder.add(bytes),
+      discard: () => builder.release(),
+    };
+    this.reading = spool.read(reader, this.limits.maxRecords, Math.max(0, maxBytes), this.stats.queuedBytes === 0).then(
       (result) => {
         this.reading = undefined;
         const again = this.pumpAgain;
         this.pumpAgain = false;
         this.stats.spoolBytes = spool.bytes;
+        if (this.stopping || result.kind !== 'batch') builder.release();
         if (this.stopping) return; // what was read stays in the spool, unacknowledged
         if (result.kind === 'batch') {
-          const batch = EncodedBatch.encode(this.spoolItemEncoder, result.batch.records, this.reusesBatchBuffers);
+          const batch = builder.seal(this.reusesBatchBuffers);
+          builder.release();
           const bytes = batch.bytes.length + batch.count * ENTRY_OVERHEAD_BYTES;
           this.stats.queuedBytes += bytes;
           this.budget.force(bytes);
@@ -539,6 +546,7 @@ export class SinkRunner {
       (err: unknown) => {
         this.reading = undefined;
         this.pumpAgain = false;
+        builder.release();
         this.logger.error({ err }, 'spool read failed; trying again in a second');
         setTimeout(() => this.pump(), 1000).unref();
       },

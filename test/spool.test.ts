@@ -6,7 +6,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { type ContainerMeta, type LogRecord, recordId } from '../sinks/sink.js';
 import { crc32, crc32Js } from '../src/spool/crc32.js';
-import { nodeSpoolIo, Spool, type SpoolDropReason, type SpoolIo, type SpoolItem, type SpoolOptions } from '../src/spool/spool.js';
+import { nodeSpoolIo, Spool, type SpoolDropReason, type SpoolIo, type SpoolItem, type SpoolOptions, type SpoolReader } from '../src/spool/spool.js';
 import { bigIntToParts, partsToBigInt } from '../src/time.js';
 import { container, record } from './support/records.js';
 
@@ -30,11 +30,24 @@ function asRecords(items: readonly SpoolItem[]): LogRecord[] {
   });
 }
 
+/** spool.read() into items of the test's own: the spool lends each record for one call, so they are copied. */
+async function readItems(spool: Spool, maxRecords: number, maxBytes = 1 << 30, allowOversize = true) {
+  const records: SpoolItem[] = [];
+  const reader: SpoolReader = {
+    record: (r) => records.push({ ...r, line: Buffer.from(r.line) }),
+    encoded: (bytes) => records.push(Buffer.from(bytes)),
+    discard: () => { records.length = 0; },
+  };
+  const r = await spool.read(reader, maxRecords, maxBytes, allowOversize);
+  if (r.kind === 'batch') expect(records.length).toBe(r.batch.count);
+  return r.kind === 'batch' ? { kind: r.kind, batch: { ...r.batch, records } } : r;
+}
+
 /** Reads everything there is, acknowledging each batch. */
 async function drainItems(spool: Spool, maxRecords = 1000): Promise<SpoolItem[]> {
   const out: SpoolItem[] = [];
   for (;;) {
-    const r = await spool.read(maxRecords, 1 << 30, true);
+    const r = await readItems(spool, maxRecords);
     if (r.kind !== 'batch') return out;
     out.push(...r.batch.records);
     spool.ack(r.batch.end);
@@ -160,12 +173,46 @@ describe('Spool', () => {
     const { spool, drops } = openSpool(dir, { maxBytes: 6000, segmentBytes: 2000 });
     const pad = 'x'.repeat(50);
     for (let i = 0; i < 10; i++) spool.append(record(`a${i}${pad}`, i));
-    const first = await spool.read(4, 1 << 30, true);
+    const first = await readItems(spool, 4);
     expect(first.kind).toBe('batch');
     for (let i = 10; i < 100; i++) spool.append(record(`a${i}${pad}`, i));
     const rest = await drain(spool);
     expect(4 + rest.length + (drops['spool-full'] ?? 0)).toBe(100);
     expect(drops['spool-full']).toBeGreaterThan(0);
+  });
+
+  it('a segment dropped while a read is in it: the reader is told to forget what it was given, and those records count as dropped', async () => {
+    const dir = tmpDir();
+    const { spool, drops } = openSpool(dir, { maxBytes: 6000, segmentBytes: 2000 });
+    const pad = 'x'.repeat(50);
+    for (let i = 0; i < 10; i++) spool.append(record(`a${i}${pad}`, i));
+    spool.flush();
+    const given: string[] = [];
+    let discarded = 0;
+    let appended = 10;
+    const reader: SpoolReader = {
+      record: (r) => {
+        given.push(r.line.toString());
+        // While the reader holds two records of the oldest segment, new records fill the spool (in the
+        // runner this happens while a read waits for the disk).
+        if (given.length === 2) while (appended < 100) spool.append(record(`a${appended}${pad}`, appended++));
+      },
+      encoded: () => { throw new Error('no encoded entries were written'); },
+      discard: () => {
+        discarded += given.length;
+        given.length = 0;
+      },
+    };
+    const r = await spool.read(reader, 1000, 1 << 30, true);
+    expect(discarded).toBe(2);
+    expect(r.kind === 'batch' ? r.batch.count : 0).toBe(given.length);
+    if (r.kind === 'batch') spool.ack(r.batch.end);
+    const rest = await drain(spool);
+    const delivered = [...given, ...lines(rest)];
+    // Newest records, in order, nothing twice; the two discarded are among those counted as dropped.
+    expect(new Set(delivered).size).toBe(delivered.length);
+    expect(delivered).toEqual(Array.from({ length: delivered.length }, (_, k) => `a${100 - delivered.length + k}${pad}`));
+    expect(drops).toEqual({ 'spool-full': 100 - delivered.length });
   });
 
   it('on ENOSPC drops the oldest segment to make room, retries, and counts disk-full; never throws', async () => {
@@ -211,12 +258,12 @@ describe('Spool', () => {
     for (const r of all) spool.append(r);
     const acked: LogRecord[] = [];
     for (let b = 0; b < 5; b++) {
-      const r = await spool.read(10, 1 << 30, true);
+      const r = await readItems(spool, 10);
       if (r.kind !== 'batch') throw new Error('expected a batch');
       acked.push(...asRecords(r.batch.records));
       spool.ack(r.batch.end);
     }
-    const inFlight = await spool.read(10, 1 << 30, true);
+    const inFlight = await readItems(spool, 10);
     if (inFlight.kind !== 'batch') throw new Error('expected a batch');
     spool.abandon(); // crash: no close, no sync
     const { spool: again } = openSpool(dir);
@@ -229,10 +276,10 @@ describe('Spool', () => {
     const dir = tmpDir();
     const { spool } = openSpool(dir);
     for (let i = 0; i < 6; i++) spool.append(record(`s${i}`, 10 + i));
-    const first = await spool.read(2, 1 << 30, true);
+    const first = await readItems(spool, 2);
     if (first.kind !== 'batch') throw new Error('expected a batch');
     spool.ack(first.batch.end); // s0, s1 delivered
-    await spool.read(2, 1 << 30, true); // s2, s3 in flight, never acknowledged
+    await readItems(spool, 2); // s2, s3 in flight, never acknowledged
     spool.storeBefore([record('m0', 0), record('m1', 1)]);
     await spool.close();
     const { spool: again } = openSpool(dir);
@@ -257,7 +304,7 @@ describe('Spool', () => {
     for (let i = 0; i < 12; i++) spool.append(record(`n${i}`, 30 + i, i % 2 === 0 ? { container: other } : {}));
     expect(segmentFiles(dir).length).toBeGreaterThan(2);
     const back: LogRecord[] = [];
-    for (let r = await spool.read(5, 1 << 30, true); r.kind === 'batch'; r = await spool.read(5, 1 << 30, true)) back.push(...asRecords(r.batch.records));
+    for (let r = await readItems(spool, 5); r.kind === 'batch'; r = await readItems(spool, 5)) back.push(...asRecords(r.batch.records));
     expect(lines(back)).toEqual(Array.from({ length: 12 }, (_, i) => `n${i}`));
     expect(back[0]?.container.id).toBe(other.id);
     expect(drops).toEqual({});
@@ -283,7 +330,7 @@ describe('Spool', () => {
     written.push(Buffer.alloc(0));
     expect(segmentFiles(dir).length).toBeGreaterThan(2); // sealed segments in between
     const text = (items: readonly SpoolItem[]) => items.map((x) => (x instanceof Uint8Array ? `bytes:${Buffer.from(x).toString()}` : `record:${x.line.toString()}`));
-    const first = await spool.read(4, 1 << 30, true);
+    const first = await readItems(spool, 4);
     if (first.kind !== 'batch') throw new Error('expected a batch');
     spool.ack(first.batch.end);
     spool.abandon(); // crash: the rest comes back after a restart (segments scanned and SEALs counted alike)

@@ -100,7 +100,7 @@ export type ParsedEntry =
   /** `bodyStart`/`bodyEnd`: where the body lies in the parsed buffer (decodeRecord() reads it). */
   | { readonly type: typeof EntryType.Record; readonly metaIndex: number; readonly bodyStart: number; readonly bodyEnd: number }
   | { readonly type: typeof EntryType.Seal; readonly records: number }
-  /** `bytes()` copies the wire bytes out. */
+  /** `bytes()`: a view of the wire bytes in the parsed buffer. */
   | { readonly type: typeof EntryType.Encoded; readonly bytes: () => Buffer }
   | { readonly type: 'unknown' };
 
@@ -138,7 +138,7 @@ export function parseBody(buf: Buffer, at: number, bodyLength: number): ParsedEn
   if (type === EntryType.Record && bodyLength >= RECORD_FIXED_BYTES) {
     return { type: EntryType.Record, metaIndex: buf.readUInt32BE(start + 1), bodyStart: start, bodyEnd: end };
   }
-  if (type === EntryType.Encoded) return { type: EntryType.Encoded, bytes: () => Buffer.from(buf.subarray(start + 1, end)) };
+  if (type === EntryType.Encoded) return { type: EntryType.Encoded, bytes: () => buf.subarray(start + 1, end) };
   if (type === EntryType.Meta && bodyLength >= 5) {
     return { type: EntryType.Meta, metaIndex: buf.readUInt32BE(start + 1), meta: parseMeta(buf.toString('utf8', start + 5, end)) };
   }
@@ -147,14 +147,12 @@ export function parseBody(buf: Buffer, at: number, bodyLength: number): ParsedEn
 }
 
 /**
- * The record of a RECORD body at buf[bodyStart, bodyEnd) (from parseBody), its line copied out (the
- * buffer is the reader's, and is reused). No closure or view per record: a reader slower than its
- * input decodes every record it spooled.
+ * The record of a RECORD body at buf[bodyStart, bodyEnd) (from parseBody). Its line is a view of
+ * `buf`, valid while `buf` is (the spool's reader lends it to its SpoolReader for one call). No
+ * closure and no copy per record: a reader slower than its input decodes every record it spooled.
  */
 export function decodeRecord(buf: Buffer, bodyStart: number, bodyEnd: number, container: ContainerMeta): LogRecord {
-  const lineStart = bodyStart + RECORD_FIXED_BYTES;
-  const line = Buffer.allocUnsafe(bodyEnd - lineStart);
-  buf.copy(line, 0, lineStart, bodyEnd);
+  const line = buf.subarray(bodyStart + RECORD_FIXED_BYTES, bodyEnd);
   return {
     container,
     source: buf[bodyStart + 5] === 1 ? 'stderr' : 'stdout',

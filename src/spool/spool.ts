@@ -77,8 +77,22 @@ export interface SpoolOptions {
 /** A record as the spool stores it: the record, or the sink's encoding of it (its wire bytes). */
 export type SpoolItem = LogRecord | Uint8Array;
 
+/**
+ * Takes what read() reads, in order and synchronously. Each record is lent for the call: its line is a
+ * view of the spool's read buffer, which the next refill overwrites, so a reader that keeps a record
+ * copies it (the sink runner encodes it at once, so a record read back allocates no line of its own).
+ */
+export interface SpoolReader {
+  record(record: LogRecord): void;
+  /** An entry spooled in the sink's encoding: a view of its wire bytes, lent like a record. */
+  encoded(bytes: Buffer): void;
+  /** Forget what this read gave so far: its segment was dropped meanwhile (its records counted as dropped). */
+  discard(): void;
+}
+
 export interface SpoolBatch {
-  readonly records: SpoolItem[];
+  /** Records given to the reader. */
+  readonly count: number;
   /** Sum of recordBytes() of the records, wire bytes plus ENTRY_OVERHEAD_BYTES for an encoded one (the runner's memory accounting). */
   readonly bytes: number;
   /** ack(end) once the records are delivered. */
@@ -625,21 +639,21 @@ export class Spool {
   // ---- read ----------------------------------------------------------------------------------------
 
   /**
-   * The next records in order, from one segment: at most `maxRecords`, and at most `maxBytes` of
-   * recordBytes() — except that the first record may be larger when `allowOversize` (else 'no-room').
-   * One read at a time.
+   * Gives `reader` the next records in order, from one segment: at most `maxRecords`, and at most
+   * `maxBytes` of recordBytes() — except that the first record may be larger when `allowOversize`
+   * (else 'no-room'). One read at a time.
    */
-  async read(maxRecords: number, maxBytes: number, allowOversize: boolean): Promise<SpoolRead> {
+  async read(reader: SpoolReader, maxRecords: number, maxBytes: number, allowOversize: boolean): Promise<SpoolRead> {
     if (this.reading) throw new Error('Spool.read: a read is already running');
     this.reading = true;
     try {
-      return await this.readLocked(Math.max(1, maxRecords), maxBytes, allowOversize);
+      return await this.readLocked(reader, Math.max(1, maxRecords), maxBytes, allowOversize);
     } finally {
       this.reading = false;
     }
   }
 
-  private async readLocked(maxRecords: number, maxBytes: number, allowOversize: boolean): Promise<SpoolRead> {
+  private async readLocked(reader: SpoolReader, maxRecords: number, maxBytes: number, allowOversize: boolean): Promise<SpoolRead> {
     this.flush();
     await this.skipHeld();
     for (;;) {
@@ -665,11 +679,11 @@ export class Spool {
         }
         continue;
       }
-      const records: SpoolItem[] = [];
+      let count = 0;
       let bytes = 0;
       let end = c.pos;
       let stop: 'full' | 'end' | 'caught-up' | 'no-room' = 'full';
-      while (records.length < maxRecords) {
+      while (count < maxRecords) {
         // An entry already in the 1 MiB read buffer is taken synchronously; the async nextEntry()
         // (refills, the segment's end, damaged entries) only when it is not. Its promises for every
         // entry were ~40 % of the bytes the Elasticsearch sink allocated reading its overflow back.
@@ -694,12 +708,14 @@ export class Spool {
             continue;
           }
           const size = parsed.type === EntryType.Record ? recordBytesOfBody(e.bodyLength) : encodedBytesOfBody(e.bodyLength);
-          if (records.length > 0 && bytes + size > maxBytes) break;
-          if (records.length === 0 && size > maxBytes && !allowOversize) {
+          if (count > 0 && bytes + size > maxBytes) break;
+          if (count === 0 && size > maxBytes && !allowOversize) {
             stop = 'no-room';
             break;
           }
-          records.push(parsed.type === EntryType.Record ? decodeRecord(c.buf, parsed.bodyStart, parsed.bodyEnd, meta as ContainerMeta) : parsed.bytes());
+          if (parsed.type === EntryType.Record) reader.record(decodeRecord(c.buf, parsed.bodyStart, parsed.bodyEnd, meta as ContainerMeta));
+          else reader.encoded(parsed.bytes());
+          count++;
           bytes += size;
           c.pos = after;
           end = after;
@@ -708,14 +724,17 @@ export class Spool {
           c.pos = after;
         }
       }
-      if (c.seg.dropped) continue; // its unread records were counted when it was dropped
-      c.seg.consumed += records.length;
+      if (c.seg.dropped) {
+        reader.discard(); // its unread records were counted when it was dropped
+        continue;
+      }
+      c.seg.consumed += count;
       if (stop === 'end' || stop === 'caught-up') {
         // Everything countable in it has been read; records that failed their checksum were counted.
         c.seg.consumed = Math.max(c.seg.consumed, c.seg.records);
       }
       if (stop === 'end') await this.closeCursor();
-      if (records.length > 0) return { kind: 'batch', batch: { records, bytes, end: { seg: c.seg.id, off: end } } };
+      if (count > 0) return { kind: 'batch', batch: { count, bytes, end: { seg: c.seg.id, off: end } } };
       if (stop === 'no-room') return { kind: 'no-room' };
       if (stop === 'caught-up') return { kind: 'empty' };
     }
