@@ -221,6 +221,10 @@ export const elasticsearchSink = {
     maxBytes: opts['es-batch-size'],
     maxLatencyMs: opts['es-flush-interval'],
     concurrency: opts['es-concurrency'],
+    // The batches in flight and two more ready: a backlog beyond that waits in the spool (where it
+    // is already, written through), not in memory (2 × 32 MiB of peak RSS measured with 32 MiB of
+    // queued documents, half of it garbage the collector had not reached yet).
+    maxQueuedRecords: (opts['es-concurrency'] + 2) * opts['es-batch-docs'],
     maxRetries: opts['es-retries'],
     backoffMaxMs: opts['es-backoff-max'],
   }),

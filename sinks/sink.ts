@@ -107,6 +107,13 @@ export interface BatchLimits {
   readonly promptBytes?: number;
   /** Batches in flight at once. */
   readonly concurrency: number;
+  /**
+   * Records this instance keeps in memory at most (besides SINK_QUEUE_SIZE's bytes) when it has a disk
+   * spool; past it new records wait in the spool until the backlog is delivered. For a sink whose
+   * sends can fall behind its input (a remote service): beyond a few batches ready, memory only
+   * delays the spool. Undefined: only the byte bounds.
+   */
+  readonly maxQueuedRecords?: number;
   /** Retries before a batch is dead-lettered; Infinity = until delivered. */
   readonly maxRetries: number;
   readonly backoffMaxMs: number;

@@ -92,6 +92,8 @@ interface Pending {
   batch: EncodedBatch;
   /** Memory accounted for it (encoded bytes plus ENTRY_OVERHEAD_BYTES per entry). */
   readonly bytes: number;
+  /** Its entries as sealed, counted in queuedRecords until it is done. */
+  readonly records: number;
   /** In the spool (read back, or written through): acknowledging it moves the spool's checkpoint here. */
   end: Position | undefined;
   /** A held append of one of its entries failed: some of its records are only in memory for good. */
@@ -155,6 +157,8 @@ export class SinkRunner {
   private readonly batch = new BatchBuilder();
   /** Memory accounted for the open batch. */
   private batchBytes = 0;
+  /** Records held in memory (the open batch, sealed batches not yet acknowledged): see BatchLimits.maxQueuedRecords. */
+  private queuedRecords = 0;
   /** Write-through: the spool position just past the open batch's last record. */
   private batchEnd: Position | undefined;
   /** Write-through: entries of the open batch already in the spool (secure() wrote them). */
@@ -239,6 +243,11 @@ export class SinkRunner {
     return Math.min(this.queueLimitBytes, this.budget.instanceLimitBytes);
   }
 
+  /** BatchLimits.maxQueuedRecords, with a spool to go to; without one, memory is all there is (up to its byte bounds). */
+  private recordLimit(): number {
+    return this.spool === undefined ? Number.POSITIVE_INFINITY : (this.limits.maxQueuedRecords ?? Number.POSITIVE_INFINITY);
+  }
+
   /** Takes one record; never waits. */
   push(record: LogRecord): void {
     this.stats.received++;
@@ -248,8 +257,9 @@ export class SinkRunner {
       this.sink.encode(record, this.batch);
       const bytes = this.batch.endEntry() + ENTRY_OVERHEAD_BYTES;
       const memoryOpen = !this.failing || this.spool === undefined;
-      if (memoryOpen && this.stats.queuedBytes + bytes <= this.memoryLimitBytes() && this.budget.tryTake(bytes)) {
+      if (memoryOpen && this.queuedRecords < this.recordLimit() && this.stats.queuedBytes + bytes <= this.memoryLimitBytes() && this.budget.tryTake(bytes)) {
         this.stats.queuedBytes += bytes;
+        this.queuedRecords++;
         if (this.writeThrough) this.writeThroughOne(record);
         this.batchBytes += bytes;
         if (this.batch.count >= this.limits.maxRecords || this.batchBytes >= this.limits.maxBytes) {
@@ -267,7 +277,7 @@ export class SinkRunner {
       this.secure(); // held records go before the first one the spool's reader is to read
       this.spooling = true;
       this.logSpooling(memoryOpen
-        ? 'sink backlog reached sink-queue-size (or this instance\'s share of it): new records go to the disk spool until it is delivered'
+        ? 'sink backlog reached what this instance may keep in memory (its share of SINK_QUEUE_SIZE, or its record bound): new records go to the disk spool until it is delivered'
         : 'sink is failing: new records go to the disk spool until it is delivered');
     }
     const spool = this.spool as Spool;
@@ -432,6 +442,7 @@ export class SinkRunner {
     this.spoolAcks.length = 0;
     this.budget.give(this.stats.queuedBytes);
     this.stats.queuedBytes = 0; // what was held is in the spool now (or counted as dropped)
+    this.queuedRecords = 0;
     if (memory.length === 0) return;
     if (this.spool === undefined) {
       this.drop('shutdown', memory.length);
@@ -483,7 +494,7 @@ export class SinkRunner {
     this.batchEnd = undefined;
     this.batchSecured = 0;
     this.batchSpoolFailed = false;
-    this.enqueue({ batch, bytes, end, spoolFailed, unsecured, securedFrom });
+    this.enqueue({ batch, bytes, records: batch.count, end, spoolFailed, unsecured, securedFrom });
   }
 
   private enqueue(init: Omit<Pending, 'seq' | 'sealed' | 'done'>): void {
@@ -509,6 +520,9 @@ export class SinkRunner {
     const room = Math.min(this.memoryLimitBytes() - this.stats.queuedBytes, this.budget.freeBytes);
     const maxBytes = Math.min(this.limits.maxBytes, room);
     if (maxBytes <= 0 && this.stats.queuedBytes > 0) return;
+    const recordRoom = this.recordLimit() - this.queuedRecords;
+    if (recordRoom <= 0 && this.queuedRecords > 0) return;
+    const maxRecords = Math.min(this.limits.maxRecords, Math.max(1, recordRoom));
     // Records read back are encoded as the spool lends them: they and their lines die young.
     const builder = new BatchBuilder();
     const reader: SpoolReader = {
@@ -519,7 +533,7 @@ export class SinkRunner {
       encoded: (bytes) => builder.add(bytes),
       discard: () => builder.release(),
     };
-    this.reading = spool.read(reader, this.limits.maxRecords, Math.max(0, maxBytes), this.stats.queuedBytes === 0).then(
+    this.reading = spool.read(reader, maxRecords, Math.max(0, maxBytes), this.stats.queuedBytes === 0).then(
       (result) => {
         this.reading = undefined;
         const again = this.pumpAgain;
@@ -532,8 +546,9 @@ export class SinkRunner {
           builder.release();
           const bytes = batch.bytes.length + batch.count * ENTRY_OVERHEAD_BYTES;
           this.stats.queuedBytes += bytes;
+          this.queuedRecords += batch.count;
           this.budget.force(bytes);
-          this.enqueue({ batch, bytes, end: result.batch.end, spoolFailed: false, unsecured: undefined, securedFrom: 0 });
+          this.enqueue({ batch, bytes, records: batch.count, end: result.batch.end, spoolFailed: false, unsecured: undefined, securedFrom: 0 });
           this.pump();
         } else if (result.kind === 'empty') {
           if (spool.hasUnread()) this.pump();
@@ -576,6 +591,7 @@ export class SinkRunner {
         p.sealed = undefined;
         p.unsecured = undefined; // delivered: secure() has nothing to keep of it
         this.stats.queuedBytes -= p.bytes;
+        this.queuedRecords -= p.records;
         this.budget.give(p.bytes);
         this.unacked.delete(p.seq);
         if (p.end !== undefined) this.acknowledgeSpooled();

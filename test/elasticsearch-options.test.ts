@@ -53,7 +53,7 @@ describe('elasticsearch option table', () => {
       'es-batch-docs': 2000, 'es-flush-interval': 1000, 'es-concurrency': 2, 'es-timeout': 30_000, 'es-retries': Number.POSITIVE_INFINITY,
       'es-backoff-max': 60_000, 'es-templates': false, 'es-event-original': false,
     });
-    expect(elasticsearchSink.batchLimits(o)).toEqual({ maxRecords: 2000, maxBytes: 5_000_000, maxLatencyMs: 1000, concurrency: 2, maxRetries: Number.POSITIVE_INFINITY, backoffMaxMs: 60_000 });
+    expect(elasticsearchSink.batchLimits(o)).toEqual({ maxRecords: 2000, maxBytes: 5_000_000, maxLatencyMs: 1000, concurrency: 2, maxQueuedRecords: 8000, maxRetries: Number.POSITIVE_INFINITY, backoffMaxMs: 60_000 });
   });
 
   it('takes defaults from plugin settings, overridden by log-opts', () => {

@@ -434,6 +434,34 @@ describe('SinkRunner with a disk spool, memory first (SPOOL_WRITE_THROUGH=false)
     expect(ids(sink.delivered)).toEqual(ids(all));
   });
 
+  it('maxQueuedRecords: a stuck sink holds at most that many records in memory, far below the byte bound; the backlog waits in the spool and arrives once, in order', async () => {
+    const sink = new ControlledSink('hang');
+    const { runner } = spooled(sink, { queueLimit: 1 << 30, limits: { maxRecords: 50, concurrency: 2, maxQueuedRecords: 200 }, writeThrough: true });
+    const n = 5000;
+    const maxQueued = pushTrackingQueue(runner, sink, n);
+    expect(maxQueued()).toBeLessThanOrEqual(200 * ONE);
+    expect(runner.stats.spooled).toBeGreaterThanOrEqual(n - 200);
+    sink.up();
+    await runner.idle();
+    expect(maxQueued()).toBeLessThanOrEqual(200 * ONE); // also while the spool was read back
+    expect(sink.delivered.length).toBe(n);
+    expect(sink.delivered.every((r, i) => r.line.toString() === `line ${i}`)).toBe(true);
+    expect(runner.stats.dropped).toEqual({});
+  });
+
+  it('maxQueuedRecords does not apply without a spool: memory is the only buffer, so records past it wait there', async () => {
+    const sink = new ControlledSink('hang');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'runner-nospool-'));
+    const runner = new SinkRunner(sink, { ...limits, maxRecords: 10, maxQueuedRecords: 5, concurrency: 1 }, new DeadLetterFile(path.join(dir, 'dead.ndjson'), logger), logger, 1 << 20);
+    const all = range(30);
+    for (const r of all) runner.push(r);
+    expect(runner.stats.dropped).toEqual({});
+    expect(runner.stats.queuedBytes).toBe(30 * ONE);
+    sink.up();
+    await runner.idle();
+    expect(ids(sink.delivered)).toEqual(ids(all));
+  });
+
   it('close(deadline) with nothing spooled yet still keeps what is in memory for the next start', async () => {
     const dead = new ControlledSink('fail');
     const first = spooled(dead, { queueLimit: 1 << 20, limits: { backoffMaxMs: 5 } });

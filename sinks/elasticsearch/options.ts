@@ -67,7 +67,7 @@ export const elasticsearchOptions = {
   'es-batch-size': opt.size('5m', 'A bulk request is sent once its lines reach this size (estimated before JSON encoding).'),
   'es-batch-docs': opt.int('2000', 'A bulk request is sent once it holds this many lines.', 1, 100_000),
   'es-flush-interval': opt.duration('1s', 'A bulk request is sent at the latest this long after its first line arrived.'),
-  'es-concurrency': opt.int('2', 'Bulk requests in flight at once per sink instance.', 1, 64),
+  'es-concurrency': opt.int('2', 'Bulk requests in flight at once per sink instance. With a disk spool, an instance keeps at most (es-concurrency + 2) × es-batch-docs lines in memory; a backlog beyond that waits in the spool.', 1, 64),
   'es-timeout': opt.duration('30s', 'Time limit of one bulk request; past it the batch is retried (its documents keep their ids, so nothing doubles).'),
   'es-retries': opt.custom('unlimited', 'Retries of a retryable failure (429, 5xx, timeout, connection error) before the batch goes to the dead-letter file. `unlimited` keeps retrying while shiplog runs: during an outage lines wait, in order, in the bounded queue (later the disk spool), whose cap is the only place lines are dropped and counted. Documents Elasticsearch refuses for good (mapping errors) go to dead letters at once.', 'unlimited|integer', parseRetries),
   'es-backoff-max': opt.duration('60s', 'Upper bound of the exponential backoff (with jitter) between retries.'),
