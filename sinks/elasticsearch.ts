@@ -23,6 +23,16 @@ import type { EsRequest } from './elasticsearch/templates.js';
 
 const gzipAsync = promisify(gzip);
 
+/**
+ * zlib's output piece for a request body of `inputBytes`. At zlib's default (16 KiB) each piece is
+ * one more trip between the thread pool and the event loop: ~4 for 2,000 short lines' documents,
+ * 0.5 ms more CPU per batch than one piece, and on a busy host each trip waits for a core. One piece
+ * for any body that compresses 4:1 or better (bulk bodies do 10-15:1), 64 KiB to 1 MiB.
+ */
+export function gzipChunkBytes(inputBytes: number): number {
+  return Math.min(1 << 20, Math.max(64 * 1024, Math.ceil(inputBytes / 4)));
+}
+
 /** Fingerprint of a secret for instance keys: equal secrets share an instance, the key reveals nothing. */
 function fingerprint(secret: string): string {
   return secret === '' ? '' : `sha256:${createHash('sha256').update(secret).digest('hex').slice(0, 16)}`;
@@ -182,7 +192,7 @@ export class ElasticsearchSink implements Sink {
    */
   private async bulk(ndjson: Buffer): Promise<unknown> {
     const compress = this.opts['es-compress'];
-    const bulkBody = compress ? await gzipAsync(ndjson, { level: 1 }) : ndjson;
+    const bulkBody = compress ? await gzipAsync(ndjson, { level: 1, chunkSize: gzipChunkBytes(ndjson.length) }) : ndjson;
     const index = this.builder.pathIndex;
     return (await this.client.get()).transport.request(
       { method: 'POST', path: index === undefined ? '/_bulk' : `/${encodeURIComponent(index)}/_bulk`, querystring: this.querystring, bulkBody, meta: { name: 'bulk' } },
