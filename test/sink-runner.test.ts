@@ -434,9 +434,9 @@ describe('SinkRunner with a disk spool, memory first (SPOOL_WRITE_THROUGH=false)
     expect(ids(sink.delivered)).toEqual(ids(all));
   });
 
-  it('maxQueuedRecords: a stuck sink holds at most that many records in memory, far below the byte bound; the backlog waits in the spool and arrives once, in order', async () => {
+  it.each([false, true])('maxQueuedRecords (write-through %s): a stuck sink holds at most that many records in memory, far below the byte bound; the backlog waits in the spool and arrives once, in order', async (writeThrough) => {
     const sink = new ControlledSink('hang');
-    const { runner } = spooled(sink, { queueLimit: 1 << 30, limits: { maxRecords: 50, concurrency: 2, maxQueuedRecords: 200 }, writeThrough: true });
+    const { runner } = spooled(sink, { queueLimit: 1 << 30, limits: { maxRecords: 50, concurrency: 2, maxQueuedRecords: 200 }, writeThrough });
     const n = 5000;
     const maxQueued = pushTrackingQueue(runner, sink, n);
     expect(maxQueued()).toBeLessThanOrEqual(200 * ONE);
