@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
  * How long a sink's encode() takes per line, without docker: the file sink's two line formats
- * (file-format=json and json-file) gathered into sealed batches as the core does (BatchBuilder,
- * 10,000 lines per batch). Needs a built dist/ (`npm run build`). Prints ns per line (median of 7
+ * (file-format=json and json-file) and the Elasticsearch sink's action + document (default target,
+ * a data stream), gathered into sealed batches as the core does (BatchBuilder, 10,000 lines per batch). Needs a built dist/ (`npm run build`). Prints ns per line (median of 7
  * passes of 1M lines, after a warm-up pass) and bytes per line.
  *
  *   node bench/encode-micro.mjs
@@ -14,6 +14,16 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { JsonLinesEncoder } = await import(path.join(root, 'dist/sinks/file/json-lines.js'));
 const { JsonFileEncoder } = await import(path.join(root, 'dist/sinks/file/json-file-lines.js'));
 const { BatchBuilder } = await import(path.join(root, 'dist/sinks/encoded-batch.js'));
+const { DocumentBuilder } = await import(path.join(root, 'dist/sinks/elasticsearch/document.js'));
+const { resolveTarget } = await import(path.join(root, 'dist/sinks/elasticsearch/target.js'));
+
+/** The Elasticsearch sink's encode(): one bulk action line and one ECS document per record. */
+class EsEntryEncoder {
+  documents = new DocumentBuilder({ target: resolveTarget('logs-docker-default', 'auto'), eventOriginal: false });
+  write(record, out) {
+    this.documents.writeEntry(record, 'normalised', out);
+  }
+}
 
 const container = {
   id: 'e882a436c6b317a6ecf0bfdb77cdf7b2c3dc27dc1f80ad9b6159a3769e94cb10', name: 'bench-container-1',
@@ -46,7 +56,7 @@ function pass(encoder) {
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 console.log('| encoder | ns per line (median of 7) | bytes per line |\n| --- | ---: | ---: |');
-for (const [label, make] of [['file sink, file-format=json', () => new JsonLinesEncoder()], ['file sink, file-format=json-file', () => new JsonFileEncoder()]]) {
+for (const [label, make] of [['file sink, file-format=json', () => new JsonLinesEncoder()], ['file sink, file-format=json-file', () => new JsonFileEncoder()], ['elasticsearch sink (action + document)', () => new EsEntryEncoder()]]) {
   const encoder = make();
   pass(encoder);
   const runs = Array.from({ length: 7 }, () => pass(encoder));

@@ -211,3 +211,34 @@ describe('bulk action lines and ids', () => {
     }));
   });
 });
+
+describe('bulk entries', () => {
+  const line = fc.oneof(
+    fc.string({ unit: 'grapheme-ascii' }), // mostly plain: the byte path
+    fc.string({ unit: 'binary' }),
+    fc.constantFrom('{"level":"warn","msg":"disk 91%"}', '{"log.level":"error"}', 'plain "quoted" \\ text', ''),
+  );
+  const input = fc.record({
+    line,
+    source: fc.constantFrom('stdout' as const, 'stderr' as const),
+    truncated: fc.boolean(),
+    seq: fc.constantFrom(0, 0, 3),
+    ns: fc.bigInt({ min: 0n, max: (1n << 63n) - 1n }),
+    eventOriginal: fc.boolean(),
+    dated: fc.boolean(),
+    labels: fc.constantFrom('normalised' as const, 'dotted' as const),
+    container: fc.constantFrom(meta(), meta({ name: '', imageName: '', imageId: '', hostname: '', tag: '', attrs: {}, labels: {} })),
+  });
+
+  it('writeEntry is the action line and the document, each with its newline, whichever path wrote it', () => {
+    fc.assert(fc.property(input, (i) => {
+      const target = i.dated ? resolveTarget('docker-%Y.%m.%d', 'auto') : DEFAULT_TARGET;
+      const r = record(i.container, i.line, { source: i.source, truncated: i.truncated, seq: i.seq, timeNano: bigIntToParts(i.ns) });
+      // One builder writes the entry after other records (its caches warm), another the parts alone.
+      const entries = new DocumentBuilder({ target, eventOriginal: i.eventOriginal });
+      entries.entry(record(i.container, 'before', { source: 'stderr' }), i.labels);
+      const parts = new DocumentBuilder({ target, eventOriginal: i.eventOriginal });
+      expect(entries.entry(r, i.labels)).toBe(`${parts.action(r)}\n${parts.document(r, i.labels)}\n`);
+    }), { numRuns: 500 });
+  });
+});
