@@ -2,8 +2,9 @@
 /**
  * How long a sink's encode() takes per line, without docker: the file sink's two line formats
  * (file-format=json and json-file) and the Elasticsearch sink's action + document (default target,
- * a data stream), gathered into sealed batches as the core does (BatchBuilder, 10,000 lines per batch). Needs a built dist/ (`npm run build`). Prints ns per line (median of 7
- * passes of 1M lines, after a warm-up pass) and bytes per line.
+ * a data stream), gathered into sealed batches as the core does (BatchBuilder, 10,000 lines per
+ * batch). Needs a built dist/ (`npm run build`). Prints ns per line (median of 7 passes of 1M
+ * lines, after a warm-up pass) and bytes per line.
  *
  *   node bench/encode-micro.mjs
  */

@@ -127,6 +127,8 @@ describe('ECS document', () => {
     const builder = new DocumentBuilder({ target: DEFAULT_TARGET, eventOriginal: false });
     for (let i = 0; i < 5; i++) builder.document(record(counted, `line ${i}`), 'normalised');
     expect(labelReads).toBe(1);
+    builder.entry(record(counted, 'plain line: writeEntry\'s own path'), 'normalised');
+    expect(labelReads).toBe(1);
     builder.document(record(counted, 'again'), 'dotted');
     expect(labelReads).toBe(2);
     expect(containerPart(base, DEFAULT_TARGET, 'normalised').startsWith(',"container":{')).toBe(true);

@@ -96,24 +96,25 @@ export function containerPart(meta: ContainerMeta, target: Target, labels: Label
   return out;
 }
 
-const STREAM_TEXT = { stdout: ',"stream":"stdout"', stderr: ',"stream":"stderr"' } as const;
-const STREAM: Readonly<Record<string, Buffer>> = { stdout: Buffer.from(STREAM_TEXT.stdout), stderr: Buffer.from(STREAM_TEXT.stderr) };
+const STREAM: Readonly<Record<string, Buffer>> = { stdout: Buffer.from(',"stream":"stdout"'), stderr: Buffer.from(',"stream":"stderr"') };
 const TIMESTAMP_OPEN = Buffer.from('{"@timestamp":"');
 const MESSAGE_OPEN = Buffer.from('","message":');
 const LOG_TRUNCATED = Buffer.from(',"log":{"flags":["truncated"]}');
 const EVENT_ORIGINAL_OPEN = Buffer.from(',"event":{"original":');
 const ACTION_ID_CLOSE = Buffer.from('"}}\n');
 const NEWLINE = Buffer.from('\n');
+const CLOSE_BRACE_BYTES = Buffer.from('}');
 /** writeEntry's common case: the action's close, the document's head and the message's opening quote, around the time. */
 const ENTRY_MIDDLE_HEAD = Buffer.from('"}}\n{"@timestamp":"');
 const ENTRY_MIDDLE_TAIL = Buffer.from('","message":"');
+const QUOTE = Buffer.from('"');
+const PLAIN_CLOSE = Buffer.from('}\n');
 
 /** Per container, the bytes after a plain message: its closing quote, the stream, the container part, `}` and the newline. */
 interface PlainTails {
   readonly stdout: Buffer;
   readonly stderr: Buffer;
 }
-const CLOSE_BRACE_BYTES = Buffer.from('}');
 
 /**
  * Writes documents and action lines as bytes where it can (pre-encoded constant parts, the
@@ -165,15 +166,26 @@ export class DocumentBuilder {
     out.bytes(NEWLINE);
   }
 
+  /** containerPart() as bytes, made once per ContainerMeta and label mode. */
+  private containerTail(container: ContainerMeta, labels: LabelMode): Buffer {
+    const cache = this.parts[labels];
+    let tail = cache.get(container);
+    if (tail === undefined) {
+      tail = Buffer.from(containerPart(container, this.options.target, labels));
+      cache.set(container, tail);
+    }
+    return tail;
+  }
+
   private plainTailsOf(container: ContainerMeta, labels: LabelMode): PlainTails {
     if (container === this.lastTailsOf && labels === this.lastTailsMode && this.lastTails !== undefined) return this.lastTails;
     const cache = this.plainTails[labels];
     let tails = cache.get(container);
     if (tails === undefined) {
-      const part = containerPart(container, this.options.target, labels);
+      const part = this.containerTail(container, labels);
       tails = {
-        stdout: Buffer.from(`"${STREAM_TEXT.stdout}${part}}\n`),
-        stderr: Buffer.from(`"${STREAM_TEXT.stderr}${part}}\n`),
+        stdout: Buffer.concat([QUOTE, STREAM['stdout'] as Buffer, part, PLAIN_CLOSE]),
+        stderr: Buffer.concat([QUOTE, STREAM['stderr'] as Buffer, part, PLAIN_CLOSE]),
       };
       cache.set(container, tails);
     }
@@ -209,12 +221,7 @@ export class DocumentBuilder {
 
   /** writeDocument with the line's `log.level` (jsonLevel) already known. */
   private writeDocumentWith(r: LogRecord, labels: LabelMode, level: string | undefined, out: EntryWriter): void {
-    const cache = this.parts[labels];
-    let tail = cache.get(r.container);
-    if (tail === undefined) {
-      tail = Buffer.from(containerPart(r.container, this.options.target, labels));
-      cache.set(r.container, tail);
-    }
+    const tail = this.containerTail(r.container, labels);
     out.bytes(TIMESTAMP_OPEN);
     out.bytes(rfc3339NanoBytes(r.timeNano));
     out.bytes(MESSAGE_OPEN);
