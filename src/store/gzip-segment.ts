@@ -2,13 +2,12 @@
  * Compressed rotated segments, in Docker's `local` format (protocol.md §6): a gzip member whose header
  * Extra field holds raw JSON `{"lastTime":"<RFC3339Nano>"}`, the segment's last entry time, so a read
  * with Since can skip the whole file after reading a few header bytes. Node's gzip writer cannot set
- * Extra, so its member gets our header in place of its own fixed 10 bytes; the deflate data and the
- * CRC32/size trailer (which cover the uncompressed bytes only) are zlib's, computed on its thread pool.
+ * Extra, so the member is put together by hand: our header, then zlib's raw deflate data and the
+ * CRC32/size trailer (which cover the uncompressed bytes only), on the compression thread.
  */
 import fs from 'node:fs';
-import { pipeline } from 'node:stream/promises';
-import zlib from 'node:zlib';
 import { formatRfc3339NanoBigInt, parseRfc3339Nano } from '../time.js';
+import { compressOnThread } from './compression-thread.js';
 
 const GZIP_MAGIC_1 = 0x1f;
 const GZIP_MAGIC_2 = 0x8b;
@@ -45,46 +44,15 @@ function gzipHeader(lastTime: bigint | undefined): Buffer {
 }
 
 /**
- * Large reads: every chunk handed to zlib is one thread-pool job and one main-thread callback; with
- * 1 MiB instead of 64 KiB a 20 MB segment costs 30–45 % less CPU in all and almost none on the event
- * loop (BENCHMARKS.md). Output chunks are smaller: a segment compresses 7–1000×.
- */
-const READ_CHUNK_BYTES = 1024 * 1024;
-const DEFLATE_CHUNK_BYTES = 64 * 1024;
-/** What zlib's gzip writer starts every member with (no deflateSetHeader): magic, method, no flags, mtime, xfl, os. */
-const ZLIB_HEADER_BYTES = 10;
-
-/**
  * Compresses the plain segment open at `sourceFd` into `targetPath` (which the caller renames into
- * place when this resolves). Closes `sourceFd`. Resolves with the compressed size.
+ * place when this resolves), on the compression thread at the lowest priority (compression-thread.ts).
+ * Closes `sourceFd`. Resolves with the compressed size.
  */
 export async function compressSegment(sourceFd: number, targetPath: string, lastTime: bigint | undefined): Promise<number> {
-  await pipeline(
-    fs.createReadStream('', { fd: sourceFd, start: 0, autoClose: true, highWaterMark: READ_CHUNK_BYTES }),
-    zlib.createGzip({ level: COMPRESSION_LEVEL, chunkSize: DEFLATE_CHUNK_BYTES }),
-    async function* withOurHeader(member: AsyncIterable<Buffer>) {
-      yield gzipHeader(lastTime);
-      let header = Buffer.alloc(0);
-      for await (const chunk of member) {
-        if (header.length === ZLIB_HEADER_BYTES) {
-          yield chunk;
-          continue;
-        }
-        const take = Math.min(ZLIB_HEADER_BYTES - header.length, chunk.length);
-        header = Buffer.concat([header, chunk.subarray(0, take)]);
-        if (header.length === ZLIB_HEADER_BYTES) checkZlibHeader(header);
-        if (take < chunk.length) yield chunk.subarray(take);
-      }
-    },
-    fs.createWriteStream(targetPath, { mode: 0o640, flags: 'w' }),
-  );
-  return fs.statSync(targetPath).size;
-}
-
-/** The header replaced must be the plain one, or the member we write would be wrong. */
-function checkZlibHeader(header: Buffer): void {
-  if (header[0] !== GZIP_MAGIC_1 || header[1] !== GZIP_MAGIC_2 || header[2] !== METHOD_DEFLATE || header[3] !== 0) {
-    throw new Error(`unexpected gzip header from zlib: ${header.toString('hex')}`);
+  try {
+    return await compressOnThread({ sourceFd, targetPath, header: gzipHeader(lastTime), level: COMPRESSION_LEVEL });
+  } finally {
+    fs.closeSync(sourceFd);
   }
 }
 
