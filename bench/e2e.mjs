@@ -67,6 +67,8 @@ export const DRIVERS = {
   shiplog: { label: 'shiplog (file sink)', plugin: 'shiplog', args: ['--log-driver', SHIPLOG_NAME] },
   // The file sink writing Docker's json-file lines (no container fields per line): what bytes per line cost.
   'shiplog-jsonfile': { label: 'shiplog (file sink, file-format=json-file)', plugin: 'shiplog', args: ['--log-driver', SHIPLOG_NAME, '--log-opt', 'file-format=json-file'] },
+  // An experiment (run only when named): what the store's segment compression costs.
+  'shiplog-nocompress': { label: 'shiplog (file sink, compress=false)', plugin: 'shiplog', experiment: true, args: ['--log-driver', SHIPLOG_NAME, '--log-opt', 'compress=false'] },
   'shiplog-es': { label: 'shiplog (ES sink, fake-es)', plugin: 'shiplog', es: true, args: ['--log-driver', SHIPLOG_NAME, '--log-opt', 'sinks=elasticsearch'] },
 };
 

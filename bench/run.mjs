@@ -11,7 +11,8 @@
  *
  * Flags: --quick, --reps N, --scale F (e2e sizes), --store-mb N (docker logs store), --only LIST
  * (e2e,logs,micro,profile), --workloads LIST (short,200b,40k,many), --drivers LIST
- * (none,local,json-file,null,null-1m,shiplog-store,shiplog,shiplog-jsonfile,shiplog-es), --out FILE (default BENCHMARKS.md; quick runs
+ * (none,local,json-file,null,null-1m,shiplog-store,shiplog,shiplog-jsonfile,shiplog-es; and
+ * shiplog-nocompress, an experiment run only when named), --out FILE (default BENCHMARKS.md; quick runs
  * default to /tmp/sl-bench/BENCHMARKS.quick.md), --keep-dockerd (leave the private dockerd running),
  * --cold (measure each plugin process from its start, without the warm-up run that otherwise goes
  * first: the numbers then include its JIT compilation and lazy initialisation),
@@ -64,7 +65,8 @@ const opts = {
   storeMiB: Number(flags['store-mb'] ?? (quick ? 64 : 1024)),
   phases: list(flags.only, ['micro', 'e2e', 'logs', 'profile']),
   workloadKeys: list(flags.workloads, Object.keys(workloads(1))),
-  drivers: list(flags.drivers, Object.keys(DRIVERS)),
+  // Drivers marked `experiment` run only when named in --drivers.
+  drivers: flags.drivers === undefined ? Object.keys(DRIVERS).filter((k) => DRIVERS[k].experiment !== true) : list(flags.drivers, Object.keys(DRIVERS)),
   out: flags.out ?? (quick ? '/tmp/sl-bench/BENCHMARKS.quick.md' : path.join(ROOT, 'BENCHMARKS.md')),
   // Experiments: node flags and environment for shiplog in the end-to-end runs (e.g. a V8 heap setting).
   shiplogNodeArgs: (flags['shiplog-node-args'] ?? '').split(' ').filter((a) => a !== ''),
@@ -114,7 +116,8 @@ try {
     for (const es of [false, true]) {
       const profDir = path.join(work, es ? 'cpuprof-es' : 'cpuprof-file');
       fs.rmSync(profDir, { recursive: true, force: true });
-      const keys = es ? ['short'] : ['short', 'many'];
+      // The report's profiles are short (+ many for the file sink); --workloads profiles those instead.
+      const keys = flags.workloads !== undefined ? opts.workloadKeys : es ? ['short'] : ['short', 'many'];
       const { results: runs } = await runProfiled({ app, work, scale: opts.scale, workloadKeys: keys, es, nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profDir] });
       const file = fs.readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
       if (file === undefined) throw new Error(`no .cpuprofile written in ${profDir}`);
