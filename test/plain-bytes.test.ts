@@ -39,11 +39,43 @@ describe.each(scans)('$name', ({ scan, expected }) => {
     expect(checked).toBeGreaterThan(100_000);
   });
 
+  it('finds any byte value in long lines (the native passes), at the ends, at word edges and inside, for every alignment', () => {
+    const chunk = Buffer.alloc(4096);
+    for (const length of [1023, 1024, 1025, 1027, 1500, 3000]) {
+      const positions = [0, 1, 2, 3, 4, 5, Math.floor(length / 2), length - 5, length - 4, length - 3, length - 2, length - 1];
+      for (let offset = 0; offset < 4; offset++) {
+        for (const position of positions) {
+          for (let byte = 0; byte < 256; byte++) {
+            const line = lineIn(chunk, offset + 8, length, 0x7e);
+            line[position] = byte;
+            if (scan(line) !== expected(line)) throw new Error(`length ${length} offset ${offset} position ${position} byte 0x${byte.toString(16)}: got ${scan(line)}`);
+          }
+        }
+        expect(scan(lineIn(chunk, offset + 8, length, 0x20))).toBe(true);
+      }
+    }
+    // A long line that is not a Buffer (a Uint8Array view) goes through the same passes.
+    const view = new Uint8Array(chunk.buffer, chunk.byteOffset + 9, 2000).fill(0x61);
+    expect(scan(view)).toBe(true);
+    view[1999] = 0x7f;
+    expect(scan(view)).toBe(false);
+  });
+
   it('agrees with the definition on random lines of printable ASCII with a few other bytes mixed in', () => {
     for (let round = 0; round < 5_000; round++) {
       const bytes = crypto.randomBytes(16 + (round % 300));
       for (let i = 0; i < bytes.length; i++) bytes[i] = 0x20 + ((bytes[i] as number) % 0x5f);
       const odd = round % 4;
+      for (let k = 0; k < odd; k++) bytes[crypto.randomInt(bytes.length)] = crypto.randomInt(256);
+      expect(scan(bytes)).toBe(expected(bytes));
+    }
+  });
+
+  it('agrees with the definition on random long lines with a few other bytes mixed in', () => {
+    for (let round = 0; round < 400; round++) {
+      const bytes = crypto.randomBytes(1000 + ((round * 37) % 5000));
+      for (let i = 0; i < bytes.length; i++) bytes[i] = 0x20 + ((bytes[i] as number) % 0x5f);
+      const odd = round % 3;
       for (let k = 0; k < odd; k++) bytes[crypto.randomInt(bytes.length)] = crypto.randomInt(256);
       expect(scan(bytes)).toBe(expected(bytes));
     }
