@@ -1,12 +1,14 @@
 /**
- * One background thread, at the lowest CPU priority, that gzips rotated store segments. Compression
- * is work nobody waits for: done on zlib's shared thread pool (as before) it ran at the containers'
- * priority on a host whose cores the containers, dockerd and the reader were filling, and a 40 KiB-line
- * container ran ~10 % slower for it (BENCHMARKS.md). Here it runs at nice 19, so it takes the CPU
- * nobody else wants; on a host busy for good it still gets the scheduler's minimum share and finishes.
+ * One background thread that gzips rotated store segments. On zlib's shared thread pool, as before,
+ * a segment's compression went through a stream pipeline (1 MiB reads, 64 KiB deflate pieces, a
+ * thread-pool trip each) whose buffers stayed in the process: one container writing 200 B lines
+ * peaked at ~130 MiB instead of ~98 (BENCHMARKS.md), and each 20 MB segment held a pool thread that
+ * the Elasticsearch sink's gzip and the spools' fsyncs wait for.
  *
  * The thread starts with the first rotated segment and stops when it has been idle for a while, so an
- * idle shiplog does not hold its memory (~9 MiB: an isolate). Jobs run one at a time, in order.
+ * idle shiplog does not hold its memory (~9 MiB: an isolate). Jobs run one at a time, in order. It
+ * runs at the process's priority: at nice 19 the containers ran no faster, and with 200 B lines 4–8 %
+ * slower in three alternated series (BENCHMARKS.md), so background priority is not worth its risk.
  *
  * How a segment is compressed (one pass, synchronous, in the thread): each 1 MiB read is deflated on
  * its own with a sync flush (byte-aligned, not final), the pieces are written back to back, and an
@@ -37,8 +39,6 @@ type DoneMessage = { readonly id: number; readonly bytes: number } | { readonly 
 
 /** Read (and deflate) size: a piece's deflate state and output stay ~1 MiB. */
 const READ_BYTES = 1024 * 1024;
-/** The lowest priority (os.constants.priority.PRIORITY_LOW). */
-const NICE = 19;
 /** An idle thread is stopped after this long. */
 const IDLE_STOP_MS = 5000;
 
@@ -50,16 +50,9 @@ const IDLE_STOP_MS = 5000;
 function compressionThreadMain(): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const fs = require('node:fs') as typeof import('node:fs');
-  const os = require('node:os') as typeof import('node:os');
   const zlib = require('node:zlib') as typeof import('node:zlib');
   const { parentPort, workerData } = require('node:worker_threads') as typeof import('node:worker_threads');
-  const settings = workerData as { readBytes: number; nice: number };
-  try {
-    // pid 0 on Linux is the calling thread only: the rest of the process keeps its priority.
-    os.setPriority(0, settings.nice);
-  } catch {
-    // Not allowed (a seccomp profile, say): compress at normal priority.
-  }
+  const settings = workerData as { readBytes: number };
   const input = Buffer.allocUnsafe(settings.readBytes);
   const writeAll = (fd: number, bytes: Uint8Array): void => {
     let at = 0;
@@ -148,7 +141,7 @@ export class CompressionThread {
     if (this.worker !== undefined) return this.worker;
     const worker = new Worker(`(${compressionThreadMain.toString()})()`, {
       eval: true,
-      workerData: { readBytes: READ_BYTES, nice: NICE },
+      workerData: { readBytes: READ_BYTES },
       // Its heap holds a job message at a time: a small young generation keeps its pages few.
       resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 },
       stdout: false,
