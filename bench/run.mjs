@@ -5,7 +5,7 @@
  * phases, stops what it started, and writes the results into BENCHMARKS.md (between its generated-
  * section markers; the hand-written analysis around them is kept) and bench/results/last-run.json.
  *
- *   npm run bench                          # the full suite (about 13 minutes on 2 cores)
+ *   npm run bench                          # the full suite (about 25 minutes on 2 cores)
  *   node bench/run.mjs --quick             # 1 repetition, 1/10 sizes, 64 MiB store: for development
  *   node bench/run.mjs --only micro,e2e --reps 3 --scale 0.5 --workloads short,many --drivers null,shiplog
  *
