@@ -48,10 +48,10 @@ const IDLE_STOP_MS = 5000;
  * refer to anything outside itself.
  */
 function compressionThreadMain(): void {
-  /* eslint-disable @typescript-eslint/no-require-imports */
-  const fs = require('node:fs') as typeof import('node:fs');
-  const zlib = require('node:zlib') as typeof import('node:zlib');
-  const { parentPort, workerData } = require('node:worker_threads') as typeof import('node:worker_threads');
+  // Not `require`: whether eval code is CommonJS is the Node version's call; this works in either.
+  const fs = process.getBuiltinModule('node:fs');
+  const zlib = process.getBuiltinModule('node:zlib');
+  const { parentPort, workerData } = process.getBuiltinModule('node:worker_threads');
   const settings = workerData as { readBytes: number };
   const input = Buffer.allocUnsafe(settings.readBytes);
   const writeAll = (fd: number, bytes: Uint8Array): void => {
