@@ -104,11 +104,14 @@ const EVENT_ORIGINAL_OPEN = Buffer.from(',"event":{"original":');
 const ACTION_ID_CLOSE = Buffer.from('"}}\n');
 const NEWLINE = Buffer.from('\n');
 const CLOSE_BRACE_BYTES = Buffer.from('}');
-/** writeEntry's common case: the action's close, the document's head and the message's opening quote, around the time. */
-const ENTRY_MIDDLE_HEAD = Buffer.from('"}}\n{"@timestamp":"');
-const ENTRY_MIDDLE_TAIL = Buffer.from('","message":"');
 const QUOTE = Buffer.from('"');
-const PLAIN_CLOSE = Buffer.from('}\n');
+/**
+ * writeEntry's common case: the action's close, the document's head and the message's opening quote,
+ * around the time. Made of the pieces writeAction and writeDocument write, so both paths give the same bytes.
+ */
+const ENTRY_MIDDLE_HEAD = Buffer.concat([ACTION_ID_CLOSE, TIMESTAMP_OPEN]);
+const ENTRY_MIDDLE_TAIL = Buffer.concat([MESSAGE_OPEN, QUOTE]);
+const PLAIN_CLOSE = Buffer.concat([CLOSE_BRACE_BYTES, NEWLINE]);
 
 /** Per container, the bytes after a plain message: its closing quote, the stream, the container part, `}` and the newline. */
 interface PlainTails {
