@@ -45,7 +45,7 @@ function gzipHeader(lastTime: bigint | undefined): Buffer {
 
 /**
  * Compresses the plain segment open at `sourceFd` into `targetPath` (which the caller renames into
- * place when this resolves), on the compression thread at the lowest priority (compression-thread.ts).
+ * place when this resolves), on the compression thread (compression-thread.ts).
  * Closes `sourceFd`. Resolves with the compressed size.
  */
 export async function compressSegment(sourceFd: number, targetPath: string, lastTime: bigint | undefined): Promise<number> {
