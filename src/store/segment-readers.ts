@@ -13,6 +13,8 @@ const pread = promisify(fs.read);
 /** Big enough to amortise syscalls, small enough that one reader holds little memory. */
 const FORWARD_CHUNK_BYTES = 256 * 1024;
 const BACKWARD_BLOCK_BYTES = 64 * 1024;
+/** Compressed bytes per read of a gzip segment: at 5–8:1, one read feeds several output chunks. */
+const GZIP_READ_BYTES = 64 * 1024;
 
 export interface ForwardSegmentReader {
   /** File offset (uncompressed) of the next record read() will return. */
@@ -90,8 +92,8 @@ export class GzipSegmentReader implements ForwardSegmentReader {
 
   constructor(fd: number, public offset: number) {
     this.toSkip = offset;
-    this.file = fs.createReadStream('', { fd, autoClose: true });
-    this.gunzip = zlib.createGunzip();
+    this.file = fs.createReadStream('', { fd, autoClose: true, highWaterMark: GZIP_READ_BYTES });
+    this.gunzip = zlib.createGunzip({ chunkSize: FORWARD_CHUNK_BYTES });
     // Errors surface through the iterator; the callback only keeps pipeline from throwing elsewhere.
     pipeline(this.file, this.gunzip, () => undefined);
     this.chunks = this.gunzip[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
