@@ -6,7 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import { encodeEntry, frame, type DecodedEntry } from '../src/entry.js';
 import { LogEntry } from '../src/generated/entry.js';
-import { readLogsFrame } from '../src/store/readlogs-frame.js';
+import { readLogsFrame, readLogsFrameLength, writeReadLogsFrame } from '../src/store/readlogs-frame.js';
+import { RECORD_OVERHEAD } from '../src/store/record-format.js';
 import { bigIntToParts, partsToBigInt, type Int64Parts } from '../src/time.js';
 
 /** xorshift32: small, seeded, fast. */
@@ -169,5 +170,47 @@ describe('readLogsFrame', () => {
     for (const source of ['', 'other', 'Stdout', 'stdoüt', 'stdout ']) {
       expect(() => readLogsFrame(entry(source, 1n, Buffer.from('x'), false, false)), JSON.stringify(source)).toThrow(/not readable/);
     }
+  });
+
+  it('writeReadLogsFrame writes the same frames back to back into one buffer, each ending where the next starts', () => {
+    const r = rng(31337);
+    const entries = Array.from({ length: 2_000 }, () => randomEntry(r));
+    const expected = Buffer.concat(entries.map(expectedFrame));
+    const out = Buffer.alloc(expected.length + 16, 0xee);
+    let at = 0;
+    for (const e of entries) {
+      const end = writeReadLogsFrame(out, at, e);
+      expect(end - at).toBe(readLogsFrameLength(e));
+      at = end;
+    }
+    expect(at).toBe(expected.length);
+    expect(out.subarray(0, at).equals(expected)).toBe(true);
+    // Nothing written past the last frame.
+    expect(out.subarray(at).every((b) => b === 0xee)).toBe(true);
+  });
+
+  it('a frame is never longer than the store record of its entry (what lets a reader size its buffer by the batch)', () => {
+    const r = rng(4242);
+    let tightest = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < 20_000; i++) {
+      const e = randomEntry(r);
+      // The entry as dockerd sends it and the store keeps it: every field, partial metadata included.
+      const t = e.timeNano;
+      const stored = LogEntry.encode({
+        source: e.source,
+        timeNano: { low: t.low | 0, high: t.high | 0, unsigned: false } as unknown as number,
+        line: e.line,
+        partial: e.partial,
+        ...(e.partial ? { partialLogMetadata: { id: e.partialId, ordinal: e.partialOrdinal, last: e.partialLast } } : {}),
+      }).finish();
+      const record = stored.length + RECORD_OVERHEAD;
+      expect(readLogsFrameLength(e), `entry ${i}`).toBeLessThanOrEqual(record);
+      tightest = Math.min(tightest, record - readLogsFrameLength(e));
+    }
+    // An empty whole line at time 0 is the tightest case: source only in the record, `\n` added in the frame.
+    const empty = entry('stdout', 0n, new Uint8Array(0), false, false);
+    const storedEmpty = LogEntry.encode({ source: 'stdout' }).finish();
+    expect(storedEmpty.length + RECORD_OVERHEAD - readLogsFrameLength(empty)).toBe(1);
+    expect(tightest).toBeGreaterThanOrEqual(1);
   });
 });

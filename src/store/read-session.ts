@@ -12,11 +12,11 @@
 import fs from 'node:fs';
 import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
-import { decodeEntry, type DecodedEntry } from '../entry.js';
+import { decodeEntry, decodeEntryAt, type DecodedEntry } from '../entry.js';
 import { partsToBigInt } from '../time.js';
 import { comparePositions, type ContainerLog, type Follower, type Position, type SegmentState } from './container-log.js';
 import { CorruptRecordError, RecordCursor } from './record-format.js';
-import { isReadableSource, readLogsFrame } from './readlogs-frame.js';
+import { isReadableSource, readLogsFrameLength, writeReadLogsFrame } from './readlogs-frame.js';
 import { BackwardRecordScanner, GzipSegmentReader, PlainSegmentReader, type ForwardSegmentReader } from './segment-readers.js';
 import type { ReadRequest } from './store.js';
 
@@ -330,7 +330,10 @@ export class ReadSession implements Follower {
   private async emitBatch(batch: Buffer, baseOffset: number, seq: number, stopAt: Position | undefined): Promise<BatchOutcome> {
     const cursor = this.cursor;
     cursor.reset(batch, baseOffset);
-    const frames: Buffer[] = [];
+    // Frames are written straight into one buffer: a frame is never longer than its record
+    // (readlogs-frame.ts), so the batch's size holds them all; growing is only a safeguard.
+    let out: Buffer = Buffer.allocUnsafe(batch.length);
+    let at = 0;
     let outcome: BatchOutcome = 'more';
     try {
       while (cursor.next()) {
@@ -353,25 +356,28 @@ export class ReadSession implements Follower {
           }
         }
         if (!isReadableSource(entry.source)) continue;
-        frames.push(readLogsFrame(entry));
+        const length = readLogsFrameLength(entry);
+        if (at + length > out.length) out = grown(out, at, at + length);
+        at = writeReadLogsFrame(out, at, entry);
       }
     } catch (err) {
       if (!(err instanceof CorruptRecordError)) throw err;
       this.reportCorruption(err);
       outcome = 'corrupt';
     }
-    if (frames.length > 0 && !this.stopped) {
-      const chunk = frames.length === 1 ? (frames[0] as Buffer) : Buffer.concat(frames);
-      if (!this.out.write(chunk)) await this.waitForDrain();
+    if (at > 0 && !this.stopped) {
+      if (!this.out.write(out.subarray(0, at))) await this.waitForDrain();
     }
     return outcome;
   }
 
+  /** The current record's entry, or undefined (reported) when it does not decode. */
   private decode(): DecodedEntry | undefined {
+    const cursor = this.cursor;
     try {
-      return decodeEntry(this.cursor.body);
+      return decodeEntryAt(cursor.batch, cursor.bodyStart, cursor.bodyEnd);
     } catch (err) {
-      this.reportCorruption(new CorruptRecordError(this.cursor.start, `entry does not decode: ${(err as Error).message}`));
+      this.reportCorruption(new CorruptRecordError(cursor.start, `entry does not decode: ${(err as Error).message}`));
       return undefined;
     }
   }
@@ -408,6 +414,13 @@ export class ReadSession implements Follower {
     this.skipLogged = true;
     this.logger.warn({ container: this.container.id }, 'store: log segments were deleted before this reader reached them; entries skipped');
   }
+}
+
+/** A copy of `buffer`'s first `used` bytes in a buffer of at least `needed` bytes. */
+function grown(buffer: Buffer, used: number, needed: number): Buffer {
+  const bigger = Buffer.allocUnsafe(Math.max(needed, buffer.length * 2));
+  buffer.copy(bigger, 0, 0, used);
+  return bigger;
 }
 
 function closeFd(fd: number): void {

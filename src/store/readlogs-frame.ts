@@ -3,7 +3,7 @@
  * only `source`, `time_nano` and `line`, with `\n` appended to complete lines, because dockerd
  * writes `line` verbatim and adds nothing.
  *
- * The frame is written straight into one buffer with one copy of the line: byte for byte what
+ * The frame is written straight into the reader's buffer with one copy of the line: byte for byte what
  * `frame(encodeEntry(source, timeNano, line + '\n'))` (protobufjs) gives, without the copy to add the
  * newline, the Writer's operation list and the copy into the frame (test/readlogs-frame.test.ts).
  */
@@ -33,23 +33,35 @@ export function endsLine(entry: DecodedEntry): boolean {
 
 /** `[uint32 BE length][LogEntry {source, time_nano, line (+ '\n')}]` for a stdout or stderr entry. */
 export function readLogsFrame(entry: DecodedEntry): Buffer {
+  const out = Buffer.allocUnsafe(readLogsFrameLength(entry));
+  const at = writeReadLogsFrame(out, 0, entry);
+  if (at !== out.length) throw new Error(`ReadLogs frame: wrote ${at} of ${out.length} bytes`);
+  return out;
+}
+
+/** The bytes readLogsFrame(entry) takes, length prefix included. */
+export function readLogsFrameLength(entry: DecodedEntry): number {
+  return 4 + messageLength(entry, lineFieldLength(entry));
+}
+
+/**
+ * Writes readLogsFrame(entry) into `out` at `at` (which must have readLogsFrameLength(entry) bytes
+ * there) and returns where it ends: a reader writes a batch's frames into one buffer, with no buffer
+ * per frame and no concatenation.
+ *
+ * A frame is never longer than the store record it comes from: the record is the entry plus 8 bytes
+ * of framing, the frame the entry's source, time and line fields plus 4; the newline and a longer
+ * length varint add at most 2 bytes to the line field, and 3 where the entry had no line at all.
+ */
+export function writeReadLogsFrame(out: Buffer, at: number, entry: DecodedEntry): number {
   const sourceField = sourceFieldOf(entry.source);
   const line = entry.line;
-  const newline = endsLine(entry);
-  const lineLength = newline ? line.length + 1 : line.length;
-  if (lineLength > MAX_LINE_FIELD_LENGTH) throw new RangeError(`ReadLogs line of ${lineLength} bytes does not fit a frame`);
+  const lineLength = lineFieldLength(entry);
   const time = entry.timeNano;
-  // proto3 leaves zero/empty fields out, as protobufjs' encodeEntry does.
-  const hasTime = time.low !== 0 || time.high !== 0;
-  const messageLength = SOURCE_FIELD_LENGTH
-    + (hasTime ? 1 + varint64Length(time) : 0)
-    + (lineLength > 0 ? 1 + varint32Length(lineLength) + lineLength : 0);
-
-  const out = Buffer.allocUnsafe(4 + messageLength);
-  out.writeUInt32BE(messageLength, 0);
-  out.set(sourceField, 4);
-  let at = 4 + SOURCE_FIELD_LENGTH;
-  if (hasTime) {
+  out.writeUInt32BE(messageLength(entry, lineLength), at);
+  out.set(sourceField, at + 4);
+  at += 4 + SOURCE_FIELD_LENGTH;
+  if (time.low !== 0 || time.high !== 0) {
     out[at++] = TAG_TIME_NANO;
     at = writeVarint64(out, at, time);
   }
@@ -58,10 +70,25 @@ export function readLogsFrame(entry: DecodedEntry): Buffer {
     at = writeVarint32(out, at, lineLength);
     out.set(line, at);
     at += line.length;
-    if (newline) out[at++] = NEWLINE;
+    if (lineLength > line.length) out[at++] = NEWLINE;
   }
-  if (at !== out.length) throw new Error(`ReadLogs frame: wrote ${at} of ${out.length} bytes`);
-  return out;
+  return at;
+}
+
+/** The line field's length: the line and, where it ends a line, `\n`. */
+function lineFieldLength(entry: DecodedEntry): number {
+  const lineLength = endsLine(entry) ? entry.line.length + 1 : entry.line.length;
+  if (lineLength > MAX_LINE_FIELD_LENGTH) throw new RangeError(`ReadLogs line of ${lineLength} bytes does not fit a frame`);
+  return lineLength;
+}
+
+function messageLength(entry: DecodedEntry, lineLength: number): number {
+  const time = entry.timeNano;
+  // proto3 leaves zero/empty fields out, as protobufjs' encodeEntry does.
+  const hasTime = time.low !== 0 || time.high !== 0;
+  return SOURCE_FIELD_LENGTH
+    + (hasTime ? 1 + varint64Length(time) : 0)
+    + (lineLength > 0 ? 1 + varint32Length(lineLength) + lineLength : 0);
 }
 
 function sourceFieldOf(source: string): Uint8Array {

@@ -40,8 +40,8 @@ export function wholeRecordsPrefix(buf: Buffer, baseOffset: number): { length: n
 
 /**
  * Walks the records of a buffer that holds whole records only (see wholeRecordsPrefix), without
- * allocating per record: after `next()` returns true, `body` is the LogEntry bytes and `start` the
- * record's offset in the file.
+ * allocating per record: after `next()` returns true, `[bodyStart, bodyEnd)` of the batch (or `body`,
+ * a view) is the LogEntry bytes and `start` the record's offset in the file.
  */
 export class RecordCursor {
   private buf: Buffer = Buffer.alloc(0);
@@ -49,8 +49,19 @@ export class RecordCursor {
   private baseOffset = 0;
   /** File offset of the current record's header. */
   start = 0;
-  /** The current record's LogEntry bytes (a view into the batch). */
-  body: Buffer = this.buf;
+  /** Where the current record's LogEntry bytes are in the batch: `[bodyStart, bodyEnd)`. */
+  bodyStart = 0;
+  bodyEnd = 0;
+
+  /** The batch `reset` was given. */
+  get batch(): Buffer {
+    return this.buf;
+  }
+
+  /** The current record's LogEntry bytes (a view into the batch, made on each call). */
+  get body(): Buffer {
+    return this.buf.subarray(this.bodyStart, this.bodyEnd);
+  }
 
   reset(batch: Buffer, baseOffset: number): void {
     this.buf = batch;
@@ -74,7 +85,8 @@ export class RecordCursor {
     const footer = this.buf.readUInt32BE(footerAt);
     if (footer !== n) throw new CorruptRecordError(fileOffset, `header ${n} != footer ${footer}`);
     this.start = fileOffset;
-    this.body = this.buf.subarray(this.pos + 4, footerAt);
+    this.bodyStart = this.pos + 4;
+    this.bodyEnd = footerAt;
     this.pos = footerAt + 4;
     return true;
   }
