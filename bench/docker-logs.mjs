@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { LINE_200 } from './e2e.mjs';
 import {
-  DOCKERD_DIR, IMAGE, SHIPLOG_NAME, docker, dockerOk, dockerdPid, log, median, memoryKiB, settle, startPlugin,
+  DOCKERD_DIR, IMAGE, SHIPLOG_NAME, cpuSeconds, docker, dockerOk, dockerdPid, log, machineJiffies, median, memoryKiB, settle, startPlugin,
 } from './lib.mjs';
 
 /** Store bytes per 199-character line: entry (8 source + 10 time + 3 + 199 line) + 8 record framing. */
@@ -80,7 +80,7 @@ export async function runDockerLogs({ app, work, storeMiB, reps }) {
       const sinceCount = await docker(['logs', '--since', since, name], { stdout: 'count' });
       out.drivers[driver] = {
         storeBytes: duBytes(dir), files, fullReadBytes: full.bytes, complete: full.bytes === expectedBytes && full.code === 0,
-        since, sinceLines: sinceCount.bytes / 200, tail100: [], since60: [], full: [],
+        since, sinceLines: sinceCount.bytes / 200, tail100: [], since60: [], full: [], fullCpu: [],
       };
       log(`  ${driver}: store ${(out.drivers[driver].storeBytes / 2 ** 20).toFixed(0)} MiB in ${files.length} files; full read ${full.bytes} of ${expectedBytes} bytes; --since returns ${sinceCount.bytes / 200} lines`);
     }
@@ -90,7 +90,18 @@ export async function runDockerLogs({ app, work, storeMiB, reps }) {
         const d = out.drivers[driver];
         d.tail100.push(await timed(['logs', '--tail', '100', names[driver]]));
         d.since60.push(await timed(['logs', '--since', d.since, names[driver]]));
-        if (rep <= 3) d.full.push(await timed(['logs', names[driver]]));
+        if (rep <= 3) {
+          // Who spends the CPU of a full read: dockerd (and, for shiplog, the plugin), and how busy the
+          // machine was; the CLI's own CPU is the rest of the busy share.
+          const before = { dockerd: cpuSeconds(dockerd), plugin: cpuSeconds(plugin.pid), machine: machineJiffies() };
+          d.full.push(await timed(['logs', names[driver]]));
+          const machine = machineJiffies();
+          d.fullCpu.push({
+            dockerd: cpuSeconds(dockerd) - before.dockerd,
+            plugin: driver === 'shiplog' ? cpuSeconds(plugin.pid) - before.plugin : 0,
+            busy: (machine.busy - before.machine.busy) / (machine.total - before.machine.total),
+          });
+        }
       }
       log(`  rep ${rep}: tail100 shiplog ${out.drivers.shiplog.tail100.at(-1).toFixed(0)} ms / local ${out.drivers.local.tail100.at(-1).toFixed(0)} ms; `
         + `since ${out.drivers.shiplog.since60.at(-1).toFixed(0)} / ${out.drivers.local.since60.at(-1).toFixed(0)} ms`
@@ -101,6 +112,9 @@ export async function runDockerLogs({ app, work, storeMiB, reps }) {
       d.since60Ms = median(d.since60);
       d.fullMs = median(d.full);
       d.fullMBps = d.fullReadBytes / 1e6 / (d.fullMs / 1000);
+      d.fullDockerdCpu = median(d.fullCpu.map((c) => c.dockerd));
+      d.fullPluginCpu = median(d.fullCpu.map((c) => c.plugin));
+      d.fullBusy = median(d.fullCpu.map((c) => c.busy));
     }
     out.pluginPeakRssMiB = memoryKiB(plugin.pid).hwm / 1024;
   } finally {

@@ -144,7 +144,7 @@ function e2eSection(results) {
   return lines.join('\n');
 }
 
-function logsSection(logs) {
+function logsSection(logs, nproc) {
   const s = logs.drivers.shiplog;
   const l = logs.drivers.local;
   const row = (name, a, b, unit = 'ms', better = 'lower') => `| ${name} | ${a} ${unit} | ${b} ${unit} | ${f(better === 'lower' ? Number(b) / Number(a) : Number(a) / Number(b))}× |`;
@@ -158,6 +158,11 @@ function logsSection(logs) {
     row(`\`--since\` (last ${logs.windowS} s)`, f(s.since60Ms, 0), f(l.since60Ms, 0)),
     row('full read', f(s.fullMs, 0), f(l.fullMs, 0)),
     row('full read throughput', f(s.fullMBps, 0), f(l.fullMBps, 0), 'MB/s', 'higher'),
+    ...(s.fullCpu === undefined ? [] : [
+      '',
+      `CPU of a full read (medians): dockerd ${f(s.fullDockerdCpu)} s and shiplog ${f(s.fullPluginCpu)} s for shiplog's, dockerd ${f(l.fullDockerdCpu)} s for local's; `
+        + `the machine was ${f(s.fullBusy * 100, 0)} % and ${f(l.fullBusy * 100, 0)} % busy (of ${nproc} cores; the rest of the busy share is mostly the docker CLI).`,
+    ]),
   ].join('\n');
 }
 
@@ -197,7 +202,7 @@ export function renderGenerated(results) {
     }
   }
   if (results.e2e !== undefined) parts.push('### End to end', '', e2eSection(results));
-  if (results.logs !== undefined) parts.push('### docker logs', '', logsSection(results.logs), '');
+  if (results.logs !== undefined) parts.push('### docker logs', '', logsSection(results.logs, results.machine?.nproc), '');
   if (results.micro !== undefined) parts.push('### Micro: framing + decode', '', microSection(results.micro));
   if (results.profiles !== undefined) parts.push('### CPU profile of shiplog under the end-to-end load', '', profileSection(results.profiles));
   parts.push(END);
