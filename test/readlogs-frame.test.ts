@@ -1,12 +1,12 @@
 /**
- * readLogsFrame writes the ReadLogs frame itself; protobufjs is the reference. Every frame must equal,
+ * writeReadLogsFrame writes the ReadLogs frame itself; protobufjs is the reference. Every frame must equal,
  * byte for byte, `frame(encodeEntry(source, timeNano, line + '\n' if the entry ends a line))` and
  * decode with protobufjs to the same source, exact time_nano and line. Seeded, so a failure reproduces.
  */
 import { describe, expect, it } from 'vitest';
 import { encodeEntry, frame, type DecodedEntry } from '../src/entry.js';
 import { LogEntry } from '../src/generated/entry.js';
-import { readLogsFrame, readLogsFrameLength, writeReadLogsFrame } from '../src/store/readlogs-frame.js';
+import { readLogsFrameLength, writeReadLogsFrame } from '../src/store/readlogs-frame.js';
 import { RECORD_OVERHEAD } from '../src/store/record-format.js';
 import { bigIntToParts, partsToBigInt, type Int64Parts } from '../src/time.js';
 
@@ -26,6 +26,13 @@ const SPECIAL_TIMES: bigint[] = [
   TWO_53 - 1n, TWO_53, TWO_53 + 1n, 1_795_452_233_042_059_423n, (1n << 56n) - 1n, 1n << 56n,
   (1n << 63n) - 1n, -1n, -(1n << 63n), -(1n << 32n), -TWO_53 - 1n,
 ];
+
+/** One frame on its own: written into a buffer of exactly readLogsFrameLength bytes, which it must fill. */
+function readLogsFrame(e: DecodedEntry): Buffer {
+  const out = Buffer.alloc(readLogsFrameLength(e));
+  expect(writeReadLogsFrame(out, 0, e)).toBe(out.length);
+  return out;
+}
 
 /** The reference: protobufjs' encoder and the existing framing, newline added by copying. */
 function expectedFrame(e: DecodedEntry): Buffer {
@@ -87,7 +94,7 @@ function decodeFrame(f: Buffer) {
   return { decoded: d, ns: partsToBigInt({ low: t.low, high: t.high }) };
 }
 
-describe('readLogsFrame', () => {
+describe('writeReadLogsFrame', () => {
   it('equals protobufjs byte for byte on 20,000 seeded random entries (both sources, full int64 range, partials, lines to 1 MiB)', () => {
     const r = rng(20261124);
     const seen = { stdout: 0, stderr: 0, beyond2to53: 0, signBit: 0, zeroTime: 0, empty: 0, big: 0, partialChunk: 0, partialLast: 0 };
@@ -187,6 +194,18 @@ describe('readLogsFrame', () => {
     expect(out.subarray(0, at).equals(expected)).toBe(true);
     // Nothing written past the last frame.
     expect(out.subarray(at).every((b) => b === 0xee)).toBe(true);
+  });
+
+  it('writes nothing and returns -1 when the buffer is one byte short of the frame', () => {
+    const r = rng(8);
+    for (let i = 0; i < 200; i++) {
+      const e = randomEntry(r);
+      const length = readLogsFrameLength(e);
+      const out = Buffer.alloc(length + 9, 0xee);
+      expect(writeReadLogsFrame(out.subarray(0, length - 1 + 5), 5, e), `entry ${i}`).toBe(-1);
+      expect(out.every((b) => b === 0xee), `entry ${i}`).toBe(true);
+      expect(writeReadLogsFrame(out, 5, e)).toBe(5 + length);
+    }
   });
 
   it('a frame is never longer than the store record of its entry (what lets a reader size its buffer by the batch)', () => {

@@ -356,9 +356,12 @@ export class ReadSession implements Follower {
           }
         }
         if (!isReadableSource(entry.source)) continue;
-        const length = readLogsFrameLength(entry);
-        if (at + length > out.length) out = grown(out, at, at + length);
-        at = writeReadLogsFrame(out, at, entry);
+        let end = writeReadLogsFrame(out, at, entry);
+        if (end < 0) {
+          out = grown(out, at, at + readLogsFrameLength(entry));
+          end = writeReadLogsFrame(out, at, entry);
+        }
+        at = end;
       }
     } catch (err) {
       if (!(err instanceof CorruptRecordError)) throw err;

@@ -31,23 +31,16 @@ export function endsLine(entry: DecodedEntry): boolean {
   return !entry.partial || entry.partialLast;
 }
 
-/** `[uint32 BE length][LogEntry {source, time_nano, line (+ '\n')}]` for a stdout or stderr entry. */
-export function readLogsFrame(entry: DecodedEntry): Buffer {
-  const out = Buffer.allocUnsafe(readLogsFrameLength(entry));
-  const at = writeReadLogsFrame(out, 0, entry);
-  if (at !== out.length) throw new Error(`ReadLogs frame: wrote ${at} of ${out.length} bytes`);
-  return out;
-}
-
-/** The bytes readLogsFrame(entry) takes, length prefix included. */
+/** The bytes the frame of `entry` takes, length prefix included. */
 export function readLogsFrameLength(entry: DecodedEntry): number {
   return 4 + messageLength(entry, lineFieldLength(entry));
 }
 
 /**
- * Writes readLogsFrame(entry) into `out` at `at` (which must have readLogsFrameLength(entry) bytes
- * there) and returns where it ends: a reader writes a batch's frames into one buffer, with no buffer
- * per frame and no concatenation.
+ * Writes `[uint32 BE length][LogEntry {source, time_nano, line (+ '\n')}]` for a stdout or stderr
+ * entry into `out` at `at` and returns where it ends; -1, with nothing written, when `out` has fewer
+ * than readLogsFrameLength(entry) bytes from `at`. A reader writes a batch's frames into one buffer,
+ * with no buffer per frame and no concatenation, and the length is worked out once per frame.
  *
  * A frame is never longer than the store record it comes from: the record is the entry plus 8 bytes
  * of framing, the frame the entry's source, time and line fields plus 4; the newline and a longer
@@ -57,8 +50,10 @@ export function writeReadLogsFrame(out: Buffer, at: number, entry: DecodedEntry)
   const sourceField = sourceFieldOf(entry.source);
   const line = entry.line;
   const lineLength = lineFieldLength(entry);
+  const length = messageLength(entry, lineLength);
+  if (at + 4 + length > out.length) return -1;
   const time = entry.timeNano;
-  out.writeUInt32BE(messageLength(entry, lineLength), at);
+  out.writeUInt32BE(length, at);
   out.set(sourceField, at + 4);
   at += 4 + SOURCE_FIELD_LENGTH;
   if (time.low !== 0 || time.high !== 0) {
@@ -95,5 +90,5 @@ function sourceFieldOf(source: string): Uint8Array {
   if (source === 'stdout') return SOURCE_STDOUT;
   if (source === 'stderr') return SOURCE_STDERR;
   // The caller filters with isReadableSource; anything else reaching here is a bug, not data to send.
-  throw new Error(`readLogsFrame: source ${JSON.stringify(source)} is not readable (only stdout and stderr are)`);
+  throw new Error(`ReadLogs frame: source ${JSON.stringify(source)} is not readable (only stdout and stderr are)`);
 }
