@@ -148,6 +148,10 @@ export class ShiplogMetrics {
       name: 'shiplog_store_budget_bytes', help: 'The local store budget (STORE_BUDGET)', registers,
       collect() { this.set(src.storeBudgetBytes); },
     });
+    new Gauge({
+      name: 'shiplog_store_segments_to_compress', help: 'Rotated local-store files waiting to be gzipped (they wait until their container pauses logging for 1 s, 30 s at most) or being gzipped', registers,
+      collect() { this.set(src.store.segmentsToCompress); },
+    });
     new Counter({
       name: 'shiplog_store_failed_write_bytes_total', help: 'Bytes of entries the local store could not write (disk full, I/O error), by error code', labelNames: ['code'], registers,
       collect() {

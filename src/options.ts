@@ -16,7 +16,7 @@ export const coreOptions = {
   'env-regex': opt.string('', 'Regular expression: environment variables whose name matches are copied onto every record'),
   'max-size': opt.size('20m', 'Local store (docker logs): size at which a container\'s log file is rotated'),
   'max-file': opt.int('5', 'Local store: files kept per container, the current one included', 1, 1000),
-  'compress': opt.bool('true', 'Local store: gzip rotated files (no effect with max-file=1), at zlib\'s fastest level, on one background thread of its own, 1 MiB at a time (not on zlib\'s shared thread pool, which the elasticsearch sink\'s gzip uses): a 20 MB file of short lines takes ~55 ms of CPU instead of ~350 at the default level, for a file 3–9 % larger'),
+  'compress': opt.bool('true', 'Local store: gzip rotated files (no effect with max-file=1), once the container has paused logging for 1 s (30 s after the rotation at the latest), so a burst does not pay for it; at zlib\'s fastest level, on one background thread of its own, 1 MiB at a time (not on zlib\'s shared thread pool, which the elasticsearch sink\'s gzip uses): a 20 MB file of short lines takes ~55 ms of CPU instead of ~350 at the default level, for a file 3–9 % larger'),
   'partial-max-size': opt.size('1m', 'Longest line handed to sinks after joining dockerd\'s 16 KiB chunks; the rest follows in further records marked truncated'),
   'partial-timeout': opt.duration('5s', 'How long an unfinished line waits for its next chunk before it is sent as truncated'),
 } as const satisfies OptionTable;

@@ -51,11 +51,34 @@ export interface Follower {
 export interface ContainerLogHooks {
   /** After a rotation, so the store can enforce its budget. */
   onRotated(): void;
+  /** After a rotated segment's compression finished (or failed): the store checks its budget again. */
+  onCompressed(): void;
   /** A write failed (disk full, I/O error): the entries in it are not stored. */
   onAppendFailed(bytes: number, err: NodeJS.ErrnoException): void;
 }
 
 const FILE_MODE = 0o640;
+
+/**
+ * When a rotated segment is gzipped: once the container's log has had no append for `quietMs`, and at
+ * the latest `latestMs` after its rotation. A burst (the moment shiplog must keep dockerd's pace) then
+ * does not pay for compression on the cores the containers and dockerd need; the same work runs when
+ * the burst is over, and a log that never pauses is still compressed, `latestMs` behind. Uncompressed
+ * rotated files stay within what `max-size` × `max-file` allows anyway; the store budget, which
+ * counts them at their plain size, compresses the waiting ones before it deletes anything (Store).
+ */
+export interface CompressionDelays {
+  readonly quietMs: number;
+  readonly latestMs: number;
+}
+
+export const DEFAULT_COMPRESSION_DELAYS: CompressionDelays = Object.freeze({ quietMs: 1000, latestMs: 30_000 });
+
+/** A rotated segment waiting for its compression, and when it must start at the latest. */
+interface DeferredCompression {
+  readonly segment: SegmentState;
+  readonly dueAt: number;
+}
 
 function isNotFound(err: unknown): boolean {
   return (err as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
@@ -70,12 +93,20 @@ export class ContainerLog {
   private rotation: RotationOptions = { maxSize: Number.POSITIVE_INFINITY, maxFile: 1, compress: false };
   private readonly followers = new Set<Follower>();
   private readonly compressions = new Set<Promise<void>>();
+  /** Segments being compressed (their diskBytes still the plain size). */
+  private readonly compressing = new Set<SegmentState>();
+  /** Rotated segments waiting for a quiet moment (CompressionDelays), oldest first. */
+  private deferred: DeferredCompression[] = [];
+  private deferTimer: NodeJS.Timeout | undefined;
+  /** performance.now() of the last append. */
+  private lastAppendAt = 0;
 
   private constructor(
     readonly id: string,
     readonly dir: string,
     private readonly logger: Logger,
     private readonly hooks: ContainerLogHooks,
+    private readonly delays: CompressionDelays,
   ) {}
 
   /**
@@ -83,8 +114,8 @@ export class ContainerLog {
    * container.log, removes leftovers of interrupted compressions. Synchronous: it runs at boot and
    * from openWriter, which must not yield.
    */
-  static load(root: string, id: string, logger: Logger, hooks: ContainerLogHooks): ContainerLog {
-    const log = new ContainerLog(id, path.join(root, id), logger, hooks);
+  static load(root: string, id: string, logger: Logger, hooks: ContainerLogHooks, delays: CompressionDelays = DEFAULT_COMPRESSION_DELAYS): ContainerLog {
+    const log = new ContainerLog(id, path.join(root, id), logger, hooks, delays);
     let names: string[];
     try {
       names = fs.readdirSync(log.dir);
@@ -252,6 +283,7 @@ export class ContainerLog {
     }
     current.diskBytes += records.length;
     current.lastTime = lastTime;
+    this.lastAppendAt = performance.now();
     this.notifyFollowers();
     // After the write, so the budget sees what the new segment holds.
     if (rotated) this.hooks.onRotated();
@@ -306,7 +338,60 @@ export class ContainerLog {
     }
     this.currentSeq++;
     this.openCurrentForAppend();
-    if (maxFile > 1 && this.rotation.compress && !current.deleted) this.startCompression(current);
+    if (maxFile > 1 && this.rotation.compress && !current.deleted) this.deferCompression(current);
+  }
+
+  private deferCompression(segment: SegmentState): void {
+    this.deferred.push({ segment, dueAt: performance.now() + this.delays.latestMs });
+    this.armDeferTimer();
+  }
+
+  /** Wakes when the log may have become quiet or the oldest waiting segment is due. */
+  private armDeferTimer(): void {
+    const first = this.deferred[0];
+    if (this.deferTimer !== undefined || first === undefined) return;
+    const now = performance.now();
+    const wait = Math.min(this.lastAppendAt + this.delays.quietMs - now, first.dueAt - now);
+    this.deferTimer = setTimeout(() => {
+      this.deferTimer = undefined;
+      this.startDueCompressions();
+    }, Math.max(1, Math.ceil(wait)));
+    this.deferTimer.unref();
+  }
+
+  private startDueCompressions(): void {
+    const now = performance.now();
+    const quiet = now - this.lastAppendAt >= this.delays.quietMs;
+    const waiting: DeferredCompression[] = [];
+    for (const d of this.deferred) {
+      if (d.segment.deleted) continue;
+      if (quiet || now >= d.dueAt) this.startCompression(d.segment);
+      else waiting.push(d);
+    }
+    this.deferred = waiting;
+    this.armDeferTimer();
+  }
+
+  /**
+   * Starts every waiting compression now (store close, budget); returns the plain bytes of the
+   * segments being compressed, these included.
+   */
+  compressWaitingNow(): number {
+    if (this.deferTimer !== undefined) clearTimeout(this.deferTimer);
+    this.deferTimer = undefined;
+    const waiting = this.deferred;
+    this.deferred = [];
+    for (const d of waiting) if (!d.segment.deleted) this.startCompression(d.segment);
+    let bytes = 0;
+    for (const s of this.compressing) bytes += s.diskBytes;
+    return bytes;
+  }
+
+  /** Rotated segments waiting for their compression or being compressed (metrics). */
+  get segmentsToCompress(): number {
+    let waiting = 0;
+    for (const d of this.deferred) if (!d.segment.deleted) waiting++;
+    return waiting + this.compressing.size;
   }
 
   private renameSegmentFile(segment: SegmentState, toIndex: number): void {
@@ -346,7 +431,7 @@ export class ContainerLog {
     if (i >= 0) this.segments.splice(i, 1);
   }
 
-  /** gzip `.1` off the event loop (zlib's threadpool), to a temporary name, then rename. */
+  /** gzip a rotated segment off the event loop (the compression thread), to a temporary name, then rename. */
   private startCompression(segment: SegmentState): void {
     const source = path.join(this.dir, this.fileName(segment));
     const temp = path.join(this.dir, compressionTempName(segment.seq));
@@ -363,7 +448,12 @@ export class ContainerLog {
         removeQuietly(temp);
         this.logger.warn({ container: this.id, err }, 'store: compressing a rotated segment failed; kept it uncompressed');
       });
-    const tracked = done.finally(() => this.compressions.delete(tracked));
+    this.compressing.add(segment);
+    const tracked = done.finally(() => {
+      this.compressions.delete(tracked);
+      this.compressing.delete(segment);
+      this.hooks.onCompressed();
+    });
     this.compressions.add(tracked);
   }
 
@@ -382,8 +472,14 @@ export class ContainerLog {
     fs.rmSync(path.join(this.dir, segmentFileName(index, false)), { force: true });
   }
 
-  /** Resolves when no compression is running. */
+  /** Starts the waiting compressions; resolves when none is running. */
   async settled(): Promise<void> {
+    this.compressWaitingNow();
+    await this.compressionsDone();
+  }
+
+  /** Resolves when no compression is running (waiting ones stay waiting). */
+  async compressionsDone(): Promise<void> {
     while (this.compressions.size > 0) await Promise.all([...this.compressions]);
   }
 

@@ -20,7 +20,7 @@ import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Int64Parts } from '../time.js';
 import { nextSegmentToEvict } from './budget.js';
-import { ContainerLog } from './container-log.js';
+import { ContainerLog, type CompressionDelays } from './container-log.js';
 import { StoreWriter } from './container-writer.js';
 import { ReadSession } from './read-session.js';
 import { isSafeContainerId } from './segment-names.js';
@@ -40,6 +40,8 @@ export interface StoreSettings {
   /** Total store budget in bytes (DEFAULT_STORE_BUDGET_BYTES = 1 GiB). */
   budgetBytes: number;
   logger: Logger;
+  /** When rotated segments are compressed (DEFAULT_COMPRESSION_DELAYS; tests shorten them). */
+  compressionDelays?: CompressionDelays;
 }
 
 export interface ReadRequest {
@@ -153,7 +155,19 @@ export class LogStore {
     return total;
   }
 
-  /** Flush and close every writer, end followers, wait for running compressions. */
+  /** Rotated segments waiting for their compression or being compressed, across containers (metrics). */
+  get segmentsToCompress(): number {
+    let n = 0;
+    for (const c of this.containers.values()) n += c.segmentsToCompress;
+    return n;
+  }
+
+  /** Resolves when no compression is running (tests; waiting ones stay waiting). */
+  async compressionsDone(): Promise<void> {
+    await Promise.all([...this.containers.values()].map((c) => c.compressionsDone()));
+  }
+
+  /** Flush and close every writer, end followers, start waiting compressions and wait for them. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -168,13 +182,24 @@ export class LogStore {
   private loadContainer(containerId: string): ContainerLog {
     return ContainerLog.load(this.settings.root, containerId, this.logger, {
       onRotated: () => this.enforceBudget(),
+      onCompressed: () => this.enforceBudget(),
       onAppendFailed: (bytes, err) => this.countAppendFailure(containerId, bytes, err),
-    });
+    }, this.settings.compressionDelays);
   }
 
-  /** Deletes whole segments, oldest first, stopped containers first, until under budget. */
+  /**
+   * Deletes whole segments, oldest first, stopped containers first, until under budget. Rotated
+   * segments waiting for their compression are compressed first, and while compressions run, only
+   * what they cannot free (were they to shrink to nothing) is deleted: deleting history to make room
+   * for bytes about to shrink would lose lines for nothing. Each finished compression checks again,
+   * so the store is over its budget only while they run.
+   */
   private enforceBudget(): void {
     let total = this.totalBytes;
+    if (this.closed || total <= this.settings.budgetBytes) return;
+    let shrinking = 0;
+    for (const c of this.containers.values()) shrinking += c.compressWaitingNow();
+    total -= shrinking;
     while (total > this.settings.budgetBytes) {
       const victim = nextSegmentToEvict(this.containers.values());
       if (victim === undefined) return;
