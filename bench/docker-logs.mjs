@@ -9,7 +9,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { LINE_200 } from './e2e.mjs';
+import { LINE_200, storeCompressed } from './e2e.mjs';
 import {
   DOCKERD_DIR, IMAGE, SHIPLOG_NAME, cpuSeconds, docker, dockerOk, dockerdPid, log, machineJiffies, median, memoryKiB, settle, startPlugin,
 } from './lib.mjs';
@@ -46,7 +46,8 @@ export async function runDockerLogs({ app, work, storeMiB, reps }) {
   const cmd = ['sh', '-c', `yes '${LINE_200}' | head -n ${bulk}; sleep ${pauseS}; yes '${LINE_200}' | head -n ${tail}`];
   const workDir = path.join(work, 'logs');
   fs.rmSync(workDir, { recursive: true, force: true });
-  const plugin = await startPlugin({ kind: 'shiplog', app, workDir });
+  const metricsSocket = path.join(workDir, 'metrics.sock');
+  const plugin = await startPlugin({ kind: 'shiplog', app, workDir, env: { METRICS_ADDRESS: metricsSocket } });
   const dockerd = dockerdPid();
   const out = { storeMiB, bulkLines: bulk, tailLines: tail, windowS, rotation: rotation.filter((_, i) => i % 2 === 1).join(' '), drivers: {} };
   const names = { shiplog: `b-logs-shiplog-${process.pid}`, local: `b-logs-local-${process.pid}` };
@@ -64,7 +65,9 @@ export async function runDockerLogs({ app, work, storeMiB, reps }) {
       })(),
     ]);
     out.fillSeconds = (performance.now() - t0) / 1000;
-    // Rotated files are gzipped in the background by both: wait for that to finish.
+    // Rotated files are gzipped in the background by both: wait for that to finish (shiplog's once
+    // the container has been quiet for a second).
+    await storeCompressed(metricsSocket);
     await settle([dockerd, plugin.pid], { windowMs: 1000, maxShare: 0.05, timeoutMs: 180_000 });
     out.pluginRssAfterFillMiB = memoryKiB(plugin.pid).rss / 1024;
     const expectedBytes = (bulk + tail) * 200;
