@@ -111,7 +111,7 @@ export class Driver {
       const taken = await this.parts.journal.takeCarry(entry.file);
       const container = entry.info.ContainerID.slice(0, 12);
       if (taken?.cutShort === true) {
-        this.parts.logger.error({ file: entry.file, container, keptBytes: taken.bytes.length }, 'the last process was killed while saving a chunk read from this FIFO: the rest of that chunk (at most 64 KiB) is lost; resyncing after what was saved');
+        this.parts.logger.error({ file: entry.file, container, keptBytes: taken.bytes.length }, 'the last process was killed while saving a chunk read from this FIFO: the rest of that chunk (one FIFO read: at most PIPE_SIZE) is lost; resyncing after what was saved');
       }
       try {
         const resume: ResumeFrom = taken === undefined ? { resync: true } : taken.cutShort ? { carry: taken.bytes, cutShort: true } : { carry: taken.bytes };

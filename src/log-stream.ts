@@ -93,7 +93,7 @@ export class LogStream implements FrameSink {
       if (resume.cutShort === true) this.splitter.abandonPartialFrame();
       else this.splitter.expectJoin();
     }
-    const { socket, initial, writerGone, pipe } = await openFifo(this.parts.file, this.parts.pipeBytes);
+    const { socket, initial, writerGone, pipe } = await openFifo(this.parts.file, this.parts.pipeBytes ?? 0, (chunk) => this.onChunk(chunk));
     this.pipe = pipe;
     if (initial !== undefined) this.onChunk(initial);
     if (socket === undefined || writerGone) {
@@ -102,7 +102,6 @@ export class LogStream implements FrameSink {
       return;
     }
     this.socket = socket;
-    socket.on('data', (chunk: Buffer) => this.onChunk(chunk));
     socket.on('end', () => this.finish('eof'));
     socket.on('error', (err) => {
       this.parts.logger.error({ err, file: this.parts.file }, 'FIFO read failed; ending the stream');
@@ -149,11 +148,14 @@ export class LogStream implements FrameSink {
     }
   }
 
-  private onChunk(chunk: Buffer): void {
+  /** Returns how many entries the chunk held (the FIFO's read size follows it). */
+  private onChunk(chunk: Buffer): number {
+    const entriesBefore = this.stats.entries;
     this.stats.bytes += chunk.length;
     this.parts.pending?.append(chunk);
     crashPoint('after-append');
     this.process(chunk);
+    return this.stats.entries - entriesBefore;
   }
 
   /** `replay`: the pending bytes of a killed process, which may have stored some of their entries already. */

@@ -95,12 +95,12 @@ describe('setPipeSize / pipeSize', () => {
 describe('openFifo', () => {
   it('asks for the buffer it is given and reports the result; 0 leaves the kernel default', async () => {
     const a = fifo('a');
-    const opened = await openFifo(a.file, MIB);
+    const opened = await openFifo(a.file, MIB, () => 0);
     expect(opened.pipe).toEqual({ bytes: MIB });
     expect(pipeSize(a.fd)).toEqual({ bytes: MIB });
     opened.socket?.destroy();
     const b = fifo('b');
-    const plain = await openFifo(b.file, 0);
+    const plain = await openFifo(b.file, 0, () => 0);
     expect(plain.pipe).toBeUndefined();
     expect(pipeSize(b.fd)).toEqual({ bytes: KERNEL_DEFAULT });
     plain.socket?.destroy();
