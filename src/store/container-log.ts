@@ -92,10 +92,9 @@ export class ContainerLog {
   private fd: number | undefined;
   private rotation: RotationOptions = { maxSize: Number.POSITIVE_INFINITY, maxFile: 1, compress: false };
   private readonly followers = new Set<Follower>();
-  private readonly compressions = new Set<Promise<void>>();
-  /** Segments being compressed (their diskBytes still the plain size). */
-  private readonly compressing = new Set<SegmentState>();
-  /** Rotated segments waiting for a quiet moment (CompressionDelays), oldest first. */
+  /** Segments being compressed (their diskBytes still the plain size), each with its compression. */
+  private readonly compressions = new Map<SegmentState, Promise<void>>();
+  /** Rotated segments waiting for a quiet moment (CompressionDelays), oldest first; never a deleted one. */
   private deferred: DeferredCompression[] = [];
   private deferTimer: NodeJS.Timeout | undefined;
   /** performance.now() of the last append. */
@@ -364,7 +363,6 @@ export class ContainerLog {
     const quiet = now - this.lastAppendAt >= this.delays.quietMs;
     const waiting: DeferredCompression[] = [];
     for (const d of this.deferred) {
-      if (d.segment.deleted) continue;
       if (quiet || now >= d.dueAt) this.startCompression(d.segment);
       else waiting.push(d);
     }
@@ -381,17 +379,15 @@ export class ContainerLog {
     this.deferTimer = undefined;
     const waiting = this.deferred;
     this.deferred = [];
-    for (const d of waiting) if (!d.segment.deleted) this.startCompression(d.segment);
+    for (const d of waiting) this.startCompression(d.segment);
     let bytes = 0;
-    for (const s of this.compressing) bytes += s.diskBytes;
+    for (const s of this.compressions.keys()) bytes += s.diskBytes;
     return bytes;
   }
 
   /** Rotated segments waiting for their compression or being compressed (metrics). */
   get segmentsToCompress(): number {
-    let waiting = 0;
-    for (const d of this.deferred) if (!d.segment.deleted) waiting++;
-    return waiting + this.compressing.size;
+    return this.deferred.length + this.compressions.size;
   }
 
   private renameSegmentFile(segment: SegmentState, toIndex: number): void {
@@ -427,6 +423,7 @@ export class ContainerLog {
 
   private forgetSegment(segment: SegmentState): void {
     segment.deleted = true;
+    this.deferred = this.deferred.filter((d) => d.segment !== segment);
     const i = this.segments.indexOf(segment);
     if (i >= 0) this.segments.splice(i, 1);
   }
@@ -448,13 +445,10 @@ export class ContainerLog {
         removeQuietly(temp);
         this.logger.warn({ container: this.id, err }, 'store: compressing a rotated segment failed; kept it uncompressed');
       });
-    this.compressing.add(segment);
-    const tracked = done.finally(() => {
-      this.compressions.delete(tracked);
-      this.compressing.delete(segment);
+    this.compressions.set(segment, done.finally(() => {
+      this.compressions.delete(segment);
       this.hooks.onCompressed();
-    });
-    this.compressions.add(tracked);
+    }));
   }
 
   /** Puts a finished .gz in place of its plain segment. Sync, in one tick: readers open by the current name and see either form, never neither. */
@@ -480,7 +474,7 @@ export class ContainerLog {
 
   /** Resolves when no compression is running (waiting ones stay waiting). */
   async compressionsDone(): Promise<void> {
-    while (this.compressions.size > 0) await Promise.all([...this.compressions]);
+    while (this.compressions.size > 0) await Promise.all([...this.compressions.values()]);
   }
 
   /** Removes the directory once nothing is left in it. */
