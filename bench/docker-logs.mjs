@@ -9,9 +9,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { LINE_200, storeCompressed } from './e2e.mjs';
+import { LINE_200 } from './e2e.mjs';
 import {
-  DOCKERD_DIR, IMAGE, SHIPLOG_NAME, cpuSeconds, docker, dockerOk, dockerdPid, log, machineJiffies, median, memoryKiB, settle, startPlugin,
+  DOCKERD_DIR, IMAGE, SHIPLOG_NAME, cpuSeconds, docker, dockerOk, dockerdPid, log, machineJiffies, median, memoryKiB, settle, startPlugin, storeCompressed,
 } from './lib.mjs';
 
 /** Store bytes per 199-character line: entry (8 source + 10 time + 3 + 199 line) + 8 record framing. */

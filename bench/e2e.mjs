@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
   IMAGE, LineCounter, bounded, diffThreadCpu, drainFifos, threadCpu, NULL_NAME, SHIPLOG_NAME, cpuSeconds, docker, dockerOk, dockerdPid, loadAverage, log, machineJiffies,
-  httpGetUnix, memoryKiB, metricValue, nullPluginStats, removeAllContainers, resetPeakRss, settle, startFakeEs, startPlugin, waitFor,
+  httpGetUnix, memoryKiB, metricValue, nullPluginStats, removeAllContainers, resetPeakRss, settle, startFakeEs, startPlugin, storeCompressed, waitFor,
 } from './lib.mjs';
 
 /** A 199-character log-like line (200 bytes with its newline); no quotes, so it sits in sh -c '…'. */
@@ -91,19 +91,6 @@ async function pluginTotals({ plugin, driver, es, runDir }) {
   if (driver.storeOnly) return { ended: 0, bytes: 0, lines: metricValue(await httpGetUnix(path.join(runDir, 'metrics.sock'), '/metrics'), 'shiplog_lines_total'), stored: 0 };
   if (es !== undefined) return { ended: 0, bytes: 0, lines: 0, stored: (await es.stats()).stored };
   return { ended: 0, bytes: 0, lines: 0, stored: 0 };
-}
-
-/**
- * Waits until shiplog's store has gzipped every rotated file (it does so once a container's log has
- * been quiet for a second): that CPU is the run's, spent after it. Returns when (performance.now());
- * at once for a build without the metric.
- */
-export async function storeCompressed(metricsSocket) {
-  await waitFor('store compressions', async () => {
-    const n = metricValue(await httpGetUnix(metricsSocket, '/metrics'), 'shiplog_store_segments_to_compress');
-    return Number.isNaN(n) || n === 0;
-  }, 120_000, 50);
-  return performance.now();
 }
 
 /**

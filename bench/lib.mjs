@@ -367,6 +367,19 @@ export function metricValue(text, name) {
   return m === null ? NaN : Number(m[1]);
 }
 
+/**
+ * Waits until shiplog's store has gzipped every rotated file (it does so once a container's log has
+ * been quiet for a second): that CPU is the run's, spent after it. Returns when (performance.now());
+ * at once for a build without the metric.
+ */
+export async function storeCompressed(metricsSocket) {
+  await waitFor('store compressions', async () => {
+    const n = metricValue(await httpGetUnix(metricsSocket, '/metrics'), 'shiplog_store_segments_to_compress');
+    return Number.isNaN(n) || n === 0;
+  }, 120_000, 50);
+  return performance.now();
+}
+
 /** fake-es (test/support/fake-es.ts) in its own process; stats over IPC. */
 export async function startFakeEs(workDir) {
   fs.mkdirSync(workDir, { recursive: true });
