@@ -102,7 +102,7 @@ export async function openFifo(path: string, pipeBytes: number, onChunk: (chunk:
   try {
     const st = await fstat(fd);
     if (!st.isFIFO()) throw new Error(`${path} is not a FIFO`);
-    const probe = Buffer.allocUnsafe(65536);
+    const probe = Buffer.allocUnsafe(NODE_READ_BYTES);
     let n: number;
     try {
       n = fs.readSync(fd, probe, 0, probe.length, null);
